@@ -1,0 +1,61 @@
+# Thin wrapper over CMake. The two commands of the README:
+#   make run    install build packages if missing, build, serve on embedded defaults
+#   make test   install test packages if missing, build with sanitizers, run all tests
+# Other targets: build, unit, e2e, bench, valgrind, install, clean.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PREFIX     ?= /usr/local
+DATA       ?= $(CURDIR)/var
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST     ?= /usr/bin/python3 -m pytest
+CMAKE_OPTS ?=
+
+.PHONY: all build run test deps-build deps-test deps-bench unit e2e asan bench valgrind \
+        install clean
+
+all: build
+
+deps-build:
+	@scripts/deps.sh build
+deps-test:
+	@scripts/deps.sh test
+deps-bench:
+	@scripts/deps.sh bench
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_OPTS)
+
+build: deps-build $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@mkdir -p $(DATA)
+	@echo "caxton: data dir $(DATA), logs in $(DATA)/log; stop with Ctrl-C"
+	exec $(BUILD)/caxton serve --data-dir $(DATA) --log-dir $(DATA)/log
+
+$(ASAN_BUILD)/Makefile:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCAXTON_SANITIZE=ON $(CMAKE_OPTS)
+
+asan: deps-test $(ASAN_BUILD)/Makefile
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+unit: asan
+	cd $(ASAN_BUILD) && ctest --output-on-failure
+
+e2e: asan
+	CAXTON_BIN=$(CURDIR)/$(ASAN_BUILD)/caxton $(PYTEST) -q tests/e2e
+
+test: unit e2e
+
+bench: deps-bench build
+	bench/run.sh $(BUILD)/caxton
+
+valgrind: build
+	CAXTON_BIN=$(CURDIR)/$(BUILD)/caxton CAXTON_VALGRIND=1 $(PYTEST) -q tests/e2e -k "valgrind"
+
+install: build
+	packaging/install.sh "$(BUILD)/caxton" "$(DESTDIR)" "$(PREFIX)"
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Installs the Debian 12 packages a task needs, only those missing.
+# Usage: scripts/deps.sh build|test|bench ...
+# Runs apt-get as root (or through sudo); does nothing when all are present.
+set -eu
+
+build="build-essential cmake pkg-config libuv1-dev libmicrohttpd-dev libjansson-dev
+       libyaml-dev libsqlite3-dev libcurl4-openssl-dev libsystemd-dev"
+test="$build libcmocka-dev python3 python3-pytest prometheus openssl valgrind"
+bench="$build wrk nginx-light"
+
+want=""
+for group in "$@"; do
+  case "$group" in
+    build) want="$want $build" ;;
+    test) want="$want $test" ;;
+    bench) want="$want $bench" ;;
+    *) echo "deps.sh: unknown group '$group' (build, test, bench)" >&2; exit 2 ;;
+  esac
+done
+
+missing=""
+for pkg in $want; do
+  case " $missing " in *" $pkg "*) continue ;; esac
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
+    missing="$missing $pkg"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "Installing Debian packages:$missing"
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "deps.sh: need root or sudo to install:$missing" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine has empty package lists; refresh them once when a package is unknown.
+if ! $sudo apt-get install -y --no-install-recommends $missing; then
+  $sudo apt-get update
+  $sudo apt-get install -y --no-install-recommends $missing
+fi

@@ -1,0 +1,124 @@
+/* The REST route table and its matcher.
+ *
+ * A linear scan over a few dozen templates costs less than a request's
+ * header parsing, so there is no trie: the table stays the readable source
+ * of truth, mirrored by docs/openapi.json. */
+#include "api/routes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const route route_table[] = {
+    {"GET", "/health", TOKEN_ROLE_VIEWER, true, ROUTE_INLINE, false, api_health},
+    {"GET", "/health/deep", TOKEN_ROLE_VIEWER, true, ROUTE_INLINE, false, api_health_deep},
+    {"GET", "/metrics", TOKEN_ROLE_VIEWER, true, ROUTE_INLINE, false, api_metrics},
+    {"GET", "/api/v1/openapi.json", TOKEN_ROLE_NONE, false, ROUTE_INLINE, false, api_openapi},
+    {"GET", "/api/v1/status", TOKEN_ROLE_VIEWER, false, ROUTE_LOOP, false, api_status},
+    {"GET", "/api/v1/config/effective", TOKEN_ROLE_ADMIN, false, ROUTE_LOOP, false,
+     api_config_effective},
+    {"GET", "/api/v1/tokens", TOKEN_ROLE_ADMIN, false, ROUTE_LOOP, false, api_tokens_list},
+    {"POST", "/api/v1/tokens", TOKEN_ROLE_ADMIN, false, ROUTE_LOOP, true, api_tokens_create},
+    {"DELETE", "/api/v1/tokens/{id}", TOKEN_ROLE_ADMIN, false, ROUTE_LOOP, false,
+     api_tokens_revoke},
+};
+#define ROUTE_COUNT (sizeof route_table / sizeof route_table[0])
+
+static const char *metric_names[ROUTE_COUNT + 1];
+static size_t metric_count;
+static size_t route_metric_id[ROUTE_COUNT];
+
+void routes_init(void)
+{
+    if (metric_count)
+        return;
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        size_t id = 0;
+        while (id < metric_count && strcmp(metric_names[id], route_table[i].pattern) != 0)
+            id++;
+        if (id == metric_count)
+            metric_names[metric_count++] = route_table[i].pattern;
+        route_metric_id[i] = id;
+    }
+    metric_names[metric_count++] = "unmatched";
+}
+
+const char *const *routes_metric_names(size_t *count)
+{
+    *count = metric_count;
+    return metric_names;
+}
+
+size_t routes_unmatched_id(void)
+{
+    return metric_count ? metric_count - 1 : 0;
+}
+
+/* Matches path against pattern segment by segment; {x} takes one segment. */
+static bool match_pattern(const char *pattern, const char *path, char *copy, const char **params)
+{
+    size_t nparams = 0;
+    const char *p = pattern, *s = path;
+    char *out = copy;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *end_seg = strchr(s, '/');
+            size_t len = end_seg ? (size_t)(end_seg - s) : strlen(s);
+            if (len == 0 || nparams == HTTP_MAX_PATH_PARAMS)
+                return false;
+            memcpy(out, s, len);
+            out[len] = '\0';
+            params[nparams++] = out;
+            out += len + 1;
+            s += len;
+            p = strchr(p, '}');
+            if (!p)
+                return false;
+            p++;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else {
+            return false;
+        }
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+static void allow_add(char *allow, size_t size, const char *method)
+{
+    if (strstr(allow, method))
+        return;
+    size_t len = strlen(allow);
+    snprintf(allow + len, size - len, "%s%s", len ? ", " : "", method);
+}
+
+const route *routes_match(const char *method, const char *path, char *path_copy,
+                          const char **params, bool *not_allowed, char *allow,
+                          size_t allow_size, size_t *metric_id)
+{
+    *not_allowed = false;
+    allow[0] = '\0';
+    /* HEAD is served wherever GET is; libmicrohttpd drops the body. */
+    const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    const route *found = NULL;
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        const route *r = &route_table[i];
+        if (!match_pattern(r->pattern, path, path_copy, params))
+            continue;
+        *metric_id = route_metric_id[i];
+        allow_add(allow, allow_size, r->method);
+        if (strcmp(r->method, "GET") == 0)
+            allow_add(allow, allow_size, "HEAD");
+        if (!found && strcmp(r->method, want) == 0)
+            found = r;
+    }
+    if (found) {
+        /* Re-run the match so params point at this route's segments. */
+        match_pattern(found->pattern, path, path_copy, params);
+        return found;
+    }
+    *not_allowed = allow[0] != '\0';
+    if (!*not_allowed)
+        *metric_id = routes_unmatched_id();
+    return NULL;
+}

@@ -1,0 +1,53 @@
+/* The route table of the REST API: one row per method and path template,
+ * with the role it needs and where its handler runs. The handlers live in
+ * the api_*.c files by resource. */
+#ifndef CAXTON_API_ROUTES_H
+#define CAXTON_API_ROUTES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api/http.h"
+
+typedef void (*route_handler)(http_request *req, http_response *res);
+
+typedef enum route_mode {
+    ROUTE_INLINE, /* pure and quick: runs on the HTTP thread */
+    ROUTE_LOOP,   /* touches loop-owned state: runs on the event loop */
+} route_mode;
+
+typedef struct route {
+    const char *method;
+    const char *pattern;   /* "/api/v1/tokens/{id}" */
+    token_role role;       /* TOKEN_ROLE_NONE = public */
+    bool public_by_config; /* may be opened by api.public */
+    route_mode mode;
+    bool takes_body;
+    route_handler handler;
+} route;
+
+/* Builds the metric label table; call once before matching. */
+void routes_init(void);
+/* Matches a request. Returns the route, or NULL with *not_allowed set when
+ * the path exists under other methods (allow then lists them). params get
+ * pointers into path_copy (a buffer the caller owns, at least strlen(path)+1).
+ * *metric_id is the id of the template for metrics. */
+const route *routes_match(const char *method, const char *path, char *path_copy,
+                          const char **params, bool *not_allowed, char *allow,
+                          size_t allow_size, size_t *metric_id);
+/* Metric label names: route templates then "unmatched". */
+const char *const *routes_metric_names(size_t *count);
+size_t routes_unmatched_id(void);
+
+/* Handlers (api_system.c, api_tokens.c). */
+void api_health(http_request *req, http_response *res);
+void api_health_deep(http_request *req, http_response *res);
+void api_metrics(http_request *req, http_response *res);
+void api_openapi(http_request *req, http_response *res);
+void api_status(http_request *req, http_response *res);
+void api_config_effective(http_request *req, http_response *res);
+void api_tokens_list(http_request *req, http_response *res);
+void api_tokens_create(http_request *req, http_response *res);
+void api_tokens_revoke(http_request *req, http_response *res);
+
+#endif

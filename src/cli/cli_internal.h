@@ -1,0 +1,244 @@
+/* Declarations shared between the files of the command line (src/cli/).
+ *
+ * The command table (cli.c) is data: groups, commands, their flags and
+ * handlers. args.c parses argv against a table into a cli_invocation, help.c
+ * prints help and the bash completion script from the same table, and the
+ * cmd_*.c files hold the handlers. Adding a group means adding rows to the
+ * table and handler functions; nothing else changes.
+ *
+ * Conventions inside the CLI: handlers and cli_* helpers that end a command
+ * return a process exit code (CLI_EXIT_*, cli.h) and have already printed what
+ * the operator needs; client_* and output_* functions return 0 or a negative
+ * CX_E* code like the rest of the project. */
+#ifndef CAXTON_CLI_INTERNAL_H
+#define CAXTON_CLI_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cli/cli.h"
+#include "cli/client.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/util.h"
+
+#define CLI_DEFAULT_TIMEOUT_MS 10000u
+#define CLI_MAX_ARGS 16  /* positional arguments of one command */
+#define CLI_MAX_FLAGS 24 /* flags of one command, global ones not counted */
+
+/* ---- The command table ---------------------------------------------------------------------- */
+
+typedef enum cli_value_kind {
+    CLI_SWITCH,   /* --verify-health: no value */
+    CLI_TEXT,     /* --name NAME */
+    CLI_FILE,     /* --config FILE (completed as a file) */
+    CLI_DIR,      /* --data-dir DIR (completed as a directory) */
+    CLI_DURATION, /* --timeout 10s (checked with units_parse_duration_ms) */
+    CLI_CHOICE,   /* --role viewer|operator|admin (checked against choices) */
+} cli_value_kind;
+
+typedef struct cli_flag {
+    const char *name;            /* without the leading "--" */
+    cli_value_kind kind;
+    const char *value_name;      /* for help: "HOST:PORT"; NULL derives it from kind */
+    const char *const *choices;  /* NULL-terminated, for CLI_CHOICE */
+    bool required;
+    const char *help;
+} cli_flag;
+
+/* cli_command.options */
+enum {
+    CLI_CMD_WINDOW = 1u << 0,     /* accepts --last-<duration>, --since, --until */
+    CLI_CMD_OFFLINE = 1u << 1,    /* works on files and processes, needs no server */
+    CLI_CMD_ARGS_FILES = 1u << 2, /* positional arguments are file names (completion) */
+};
+
+struct cli_invocation;
+typedef int (*cli_handler)(const struct cli_invocation *inv);
+
+typedef struct cli_command {
+    const char *group;
+    const char *name;            /* NULL: the group is itself this command */
+    cli_handler handler;
+    const char *args;            /* positional arguments for usage: "FILE", "ID|NAME" */
+    unsigned min_args;
+    unsigned max_args;
+    const cli_flag *const *flags; /* NULL-terminated, or NULL */
+    unsigned options;            /* CLI_CMD_* */
+    uint64_t default_timeout_ms; /* 0: CLI_DEFAULT_TIMEOUT_MS */
+    const char *summary;         /* one line */
+    const char *description;     /* more lines for `caxton help`, or NULL */
+} cli_command;
+
+typedef struct cli_group {
+    const char *name;
+    const char *summary;
+} cli_group;
+
+typedef struct cli_table {
+    const cli_group *groups;
+    size_t group_count;
+    const cli_command *commands;
+    size_t command_count;
+} cli_table;
+
+extern const cli_table cli_builtin_table; /* cli.c */
+extern const cli_flag *const cli_global_flags[]; /* args.c, NULL-terminated */
+
+/* Commands of a group in table order; returns how many were stored. */
+size_t cli_group_commands(const cli_table *table, const cli_group *group,
+                          const cli_command **out, size_t max);
+const cli_group *cli_find_group(const cli_table *table, const char *name);
+const cli_command *cli_find_command(const cli_table *table, const char *group, const char *name);
+/* True when the group is one command (`status`) rather than a set of them. */
+bool cli_group_is_command(const cli_table *table, const cli_group *group);
+
+/* ---- Time windows --------------------------------------------------------------------------- */
+
+typedef struct cli_window {
+    bool set;
+    bool from_last;    /* set by --last-<duration> */
+    uint64_t since_ms; /* epoch ms; 0 = open */
+    uint64_t until_ms; /* epoch ms; 0 = open (now) */
+} cli_window;
+
+/* RFC 3339 date-time ("2026-01-15T10:00:00Z", "...10:00:00.250+02:00") or a
+ * full date ("2026-01-15", midnight UTC) to epoch milliseconds. */
+int cli_parse_rfc3339(const char *text, uint64_t *out_ms, cx_error *err);
+/* A point in time as --since/--until take it: RFC 3339, "now", or a duration
+ * meaning that long before now_ms ("2h"). */
+int cli_parse_time(const char *text, uint64_t now_ms, uint64_t *out_ms, cx_error *err);
+/* Applies one window flag: name is "last-5min", "since" or "until". */
+int cli_window_apply(cli_window *window, const char *name, const char *value, uint64_t now_ms,
+                     cx_error *err);
+/* Appends "since=...&until=..." (only the bounds that are set) to a query. */
+int cli_window_query(const cli_window *window, strbuf *query);
+
+/* ---- Parsing -------------------------------------------------------------------------------- */
+
+typedef enum cli_output_format { CLI_OUTPUT_TABLE, CLI_OUTPUT_JSON } cli_output_format;
+
+typedef struct cli_invocation {
+    const cli_table *table;
+    const cli_group *group;      /* NULL when no group was named */
+    const cli_command *command;  /* NULL when only a group (or nothing) was named */
+    /* Global flags, merged with CAXTON_OUTPUT, CAXTON_SERVER, CAXTON_TOKEN. */
+    cli_output_format output;
+    bool output_given;           /* --output was on the line (it beats CAXTON_OUTPUT) */
+    const char *server;
+    const char *token;
+    const char *config_path;
+    const char *data_dir;
+    uint64_t timeout_ms;         /* --timeout, else the command's default */
+    bool timeout_given;
+    bool help;
+    bool version;
+    cli_window window;
+    const char *args[CLI_MAX_ARGS];
+    size_t arg_count;
+    const char *values[CLI_MAX_FLAGS]; /* by index in command->flags; "" for a set switch */
+    char *const *envp;
+    uint64_t now_ms;
+    bool error_shows_usage;      /* after CLI_PARSE_ERROR: print the usage line too */
+} cli_invocation;
+
+typedef enum cli_parse_result {
+    CLI_PARSE_RUN,
+    CLI_PARSE_HELP,     /* print help for inv->group / inv->command */
+    CLI_PARSE_VERSION,
+    CLI_PARSE_ERROR,    /* usage error; err->msg is the line to print after "caxton: " */
+} cli_parse_result;
+
+/* Parses argv (argv[0] is the program) against a table. The invocation points
+ * into argv and the table; it owns no memory. */
+cli_parse_result cli_parse(const cli_table *table, int argc, char **argv, char *const *envp,
+                           uint64_t now_ms, cli_invocation *inv, cx_error *err);
+
+/* Flag values of the invocation's command, by name (the name must be one of
+ * the command's flags). */
+const char *cli_flag_value(const cli_invocation *inv, const char *name);
+bool cli_flag_set(const cli_invocation *inv, const char *name);
+
+/* An environment variable from inv->envp, or NULL. */
+const char *cli_getenv(char *const *envp, const char *name);
+
+/* ---- Help and completion (help.c) ----------------------------------------------------------- */
+
+/* What a flag's value is called in help and errors: "FILE", "HOST:PORT". */
+const char *cli_flag_value_name(const cli_flag *f);
+/* "caxton service start [--log-dir DIR] [--emergency]" */
+int cli_usage_line(const cli_command *cmd, strbuf *out);
+void cli_print_help(FILE *out, const cli_table *table, const cli_group *group,
+                    const cli_command *cmd);
+int cli_completion_bash(const cli_table *table, strbuf *out);
+/* The name a command is invoked by: "status", "service start". */
+void cli_command_label(const cli_command *cmd, char *buf, size_t size);
+
+/* ---- Exit codes and reporting (client.c) ---------------------------------------------------- */
+
+/* The exit code for an HTTP status: 2xx 0, 401/403 4, 503 (not ready) and 0
+ * (no response) 3, anything else 1. */
+int cli_exit_for_http_status(long status);
+
+/* Builds the client for a command that talks to the server: server URL and
+ * token from flags, environment, the data dir and the config file. Prints
+ * config errors itself; returns an exit code (0 when c is ready). */
+int cli_connect(const cli_invocation *inv, client *c);
+/* Prints why a request failed (rc from client_request) and returns the exit
+ * code: 3 for an unreachable server. */
+int cli_report_request_failure(const client *c, int rc, const cx_error *err);
+/* Prints "error CODE: message" (and details) from a non-2xx response and
+ * returns its exit code. */
+int cli_report_http_error(const client *c, const client_response *resp);
+/* Sends a request and reports any failure; returns 0 with resp filled for a
+ * 2xx JSON answer, else the exit code (resp is then empty). */
+int cli_call(client *c, const char *method, const char *path, const json_t *body,
+             client_response *resp);
+
+/* Prints config_load problems as "caxton: <line>" on stderr. */
+void cli_print_config_errors(const config_diag *diag, const cx_error *err);
+
+/* ---- Handlers ------------------------------------------------------------------------------- */
+
+int cmd_help(const cli_invocation *inv);
+int cmd_completion(const cli_invocation *inv);
+int cmd_serve(const cli_invocation *inv);
+int cmd_status(const cli_invocation *inv);
+int cmd_health_check(const cli_invocation *inv);
+int cmd_service_start(const cli_invocation *inv);
+int cmd_service_stop(const cli_invocation *inv);
+int cmd_service_restart(const cli_invocation *inv);
+int cmd_service_status(const cli_invocation *inv);
+int cmd_config_validate(const cli_invocation *inv);
+int cmd_config_show(const cli_invocation *inv);
+int cmd_token_create(const cli_invocation *inv);
+int cmd_token_list(const cli_invocation *inv);
+int cmd_token_revoke(const cli_invocation *inv);
+
+/* Shared by status, health-check and service: prints a health document's
+ * components as a table. */
+void cli_print_components(FILE *out, const json_t *components);
+/* A health or status document (not an error envelope): {"status": ..., ...}.
+ * Servers answer 503 with one when a critical component fails. */
+bool cli_is_status_document(const client_response *resp);
+/* "status: ok" and the components table of a /health/deep answer. */
+void cli_print_deep(const client_response *resp);
+/* 0 when a /health/deep answer is 200 and ok, else 1. */
+int cli_deep_exit_code(const client_response *resp);
+/* "caxton 0.1.0 (pid 12), up 5m 3s, http://127.0.0.1:8080" from a status document. */
+void cli_print_server_summary(const json_t *status_doc);
+/* One line explaining why a /health/deep answer is not ready: the failing
+ * components, or the HTTP status. Writes into buf. */
+void cli_health_reason(const client_response *resp, char *buf, size_t size);
+
+/* Resolves `token revoke ID|NAME` against a token list's items: an id
+ * ("tok_...") is taken as is; a name must match exactly one active token.
+ * Returns 0 with *id_out pointing into items, or CX_ENOTFOUND / CX_EEXIST
+ * (ambiguous) / CX_EINVAL (already revoked) with a message. */
+int cli_token_resolve(const json_t *items, const char *id_or_name, const char **id_out,
+                      cx_error *err);
+
+#endif

@@ -1,0 +1,513 @@
+/* The HTTP client of the command line, and how commands report its results.
+ *
+ * Transport: one libcurl easy handle per client, reset before each request
+ * (connections are kept), bodies bounded by CLIENT_MAX_BODY, only http and
+ * https, no redirects. Resolution: the server URL is --server >
+ * CAXTON_SERVER > <data_dir>/run/api.url (written by the server, so it is
+ * right even for port 0) > http(s)://<api.listen> with wildcard addresses
+ * turned into loopback; the token is --token > CAXTON_TOKEN >
+ * <data_dir>/tokens/admin.token when readable. Reporting: one wording for an
+ * unreachable server (exit 3), for HTTP errors ("error CODE: message", exit
+ * 1, 3 or 4) and for config errors (exit 2), shared by every command. */
+#include "cli/client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_internal.h"
+#include "cli/output.h"
+#include "core/config.h"
+#include "core/units.h"
+#include "core/util.h"
+#include "server/server.h"
+
+static bool curl_initialized;
+
+void client_global_cleanup(void)
+{
+    if (curl_initialized) {
+        curl_global_cleanup();
+        curl_initialized = false;
+    }
+}
+
+/* ---- Addresses and files -------------------------------------------------------------------- */
+
+char *client_normalize_url(const char *url)
+{
+    strbuf sb;
+    strbuf_init(&sb);
+    int rc = strstr(url, "://") ? strbuf_appends(&sb, url) : strbuf_appendf(&sb, "http://%s", url);
+    if (rc != 0) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    size_t keep = (size_t)(strstr(sb.data, "://") - sb.data) + 3; /* never cut the scheme */
+    while (sb.len > keep && sb.data[sb.len - 1] == '/')
+        sb.data[--sb.len] = '\0';
+    return strbuf_detach(&sb);
+}
+
+char *client_url_escape(const char *text)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    strbuf sb;
+    strbuf_init(&sb);
+    int rc = strbuf_appends(&sb, "");
+    for (const unsigned char *p = (const unsigned char *)text; rc == 0 && *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p)) {
+            rc = strbuf_append(&sb, p, 1);
+        } else {
+            char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            rc = strbuf_append(&sb, enc, 3);
+        }
+    }
+    if (rc != 0) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return strbuf_detach(&sb);
+}
+
+static bool valid_port(const char *port)
+{
+    if (!*port || strlen(port) > 5)
+        return false;
+    long v = 0;
+    for (const char *p = port; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (*p - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+char *client_url_from_listen(const char *listen, bool tls)
+{
+    char host[256];
+    const char *port;
+    if (!listen)
+        return NULL;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof host)
+            return NULL;
+        snprintf(host, sizeof host, "%.*s", (int)(close - listen - 1), listen + 1);
+        port = close + 2;
+        if (strcmp(host, "::") == 0 || strcmp(host, "::0") == 0)
+            snprintf(host, sizeof host, "::1");
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (!colon || memchr(listen, ':', (size_t)(colon - listen)) ||
+            (size_t)(colon - listen) >= sizeof host)
+            return NULL;
+        snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+        port = colon + 1;
+        if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
+            snprintf(host, sizeof host, "127.0.0.1");
+    }
+    if (!valid_port(port))
+        return NULL;
+    strbuf sb;
+    strbuf_init(&sb);
+    bool v6 = strchr(host, ':') != NULL;
+    if (strbuf_appendf(&sb, "%s://%s%s%s:%s", tls ? "https" : "http", v6 ? "[" : "", host,
+                       v6 ? "]" : "", port) != 0) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return strbuf_detach(&sb);
+}
+
+char *client_read_trimmed(const char *path, size_t max)
+{
+    char *data = NULL;
+    size_t len = 0;
+    cx_error err;
+    if (!path || fs_read_file(path, max, &data, &len, &err) != 0)
+        return NULL;
+    size_t start = 0;
+    while (start < len && strchr(" \t\r\n", data[start]))
+        start++;
+    while (len > start && strchr(" \t\r\n", data[len - 1]))
+        len--;
+    if (len == start || memchr(data + start, '\0', len - start)) {
+        free(data);
+        return NULL;
+    }
+    memmove(data, data + start, len - start);
+    data[len - start] = '\0';
+    return data;
+}
+
+/* ---- Transport ------------------------------------------------------------------------------ */
+
+int client_init(client *c, const char *url, const char *token, uint64_t timeout_ms,
+                cx_error *err)
+{
+    memset(c, 0, sizeof *c);
+    if (!curl_initialized) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return cx_error_set(err, CX_EINTERNAL, "cannot initialize libcurl");
+        curl_initialized = true;
+    }
+    c->url = client_normalize_url(url);
+    c->token = token ? str_dup(token) : NULL;
+    c->timeout_ms = timeout_ms ? timeout_ms : CLI_DEFAULT_TIMEOUT_MS;
+    c->curl = curl_easy_init();
+    if (!c->url || (token && !c->token) || !c->curl) {
+        client_close(c);
+        return cx_error_set(err, CX_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+void client_close(client *c)
+{
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    free(c->url);
+    if (c->token) {
+        memset(c->token, 0, strlen(c->token));
+        free(c->token);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+void client_response_free(client_response *resp)
+{
+    free(resp->body);
+    json_decref(resp->json);
+    memset(resp, 0, sizeof *resp);
+}
+
+typedef struct body_sink {
+    strbuf buf;
+    bool too_big;
+    bool no_memory;
+} body_sink;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
+{
+    body_sink *sink = user;
+    size_t n = size * nmemb;
+    if (sink->buf.len + n > CLIENT_MAX_BODY) {
+        sink->too_big = true;
+        return 0;
+    }
+    if (strbuf_append(&sink->buf, data, n) != 0) {
+        sink->no_memory = true;
+        return 0;
+    }
+    return n;
+}
+
+static void transport_reason(CURL *curl, CURLcode code, const char *errbuf, uint64_t timeout_ms,
+                             char *out, size_t size)
+{
+    long os_errno = 0;
+    curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
+    char limit[32];
+    switch (code) {
+    case CURLE_COULDNT_CONNECT:
+        if (os_errno) {
+            snprintf(out, size, "%s", strerror((int)os_errno));
+            return;
+        }
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        units_format_duration(timeout_ms, limit, sizeof limit);
+        snprintf(out, size, "no answer within %s", limit);
+        return;
+    default:
+        break;
+    }
+    snprintf(out, size, "%s", errbuf[0] ? errbuf : curl_easy_strerror(code));
+}
+
+int client_request_timeout(client *c, const char *method, const char *path, const json_t *body,
+                           uint64_t timeout_ms, client_response *resp, cx_error *err)
+{
+    memset(resp, 0, sizeof *resp);
+    if (!timeout_ms)
+        timeout_ms = c->timeout_ms;
+    CURL *curl = c->curl;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    char *payload = NULL;
+    strbuf url, auth;
+    struct curl_slist *headers = NULL;
+    body_sink sink = {0};
+    int rc = 0;
+
+    strbuf_init(&url);
+    strbuf_init(&auth);
+    strbuf_init(&sink.buf);
+    if (strbuf_appendf(&url, "%s%s", c->url, path) != 0)
+        goto oom;
+    if (body && !(payload = json_dumps(body, JSON_COMPACT)))
+        goto oom;
+    if (c->token && strbuf_appendf(&auth, "Authorization: Bearer %s", c->token) != 0)
+        goto oom;
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+    headers = h;
+    if (h && auth.len)
+        h = curl_slist_append(headers, auth.data);
+    if (h && payload)
+        h = curl_slist_append(headers, "Content-Type: application/json; charset=utf-8");
+    if (h)
+        h = curl_slist_append(headers, "Expect:");
+    if (!h)
+        goto oom;
+
+    curl_easy_reset(curl);
+    curl_easy_setopt(curl, CURLOPT_URL, url.data);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    if (payload) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+    }
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, "caxton/" CAXTON_VERSION);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+
+    CURLcode code = curl_easy_perform(curl);
+    if (sink.too_big) {
+        rc = cx_error_set(err, CX_ETOOBIG, "the server's response is larger than %zu MB",
+                          CLIENT_MAX_BODY / (1024 * 1024));
+    } else if (sink.no_memory) {
+        goto oom;
+    } else if (code != CURLE_OK) {
+        char reason[CURL_ERROR_SIZE + 64];
+        transport_reason(curl, code, errbuf, timeout_ms, reason, sizeof reason);
+        rc = cx_error_set(err, CX_ECONNECT, "%s", reason);
+    } else {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
+        resp->body_len = sink.buf.len;
+        resp->body = strbuf_detach(&sink.buf);
+        if (!resp->body)
+            resp->body = str_dup("");
+        if (!resp->body)
+            goto oom;
+        if (resp->body_len > 0)
+            resp->json = json_loadb(resp->body, resp->body_len, 0, NULL);
+    }
+    goto done;
+oom:
+    rc = cx_error_set(err, CX_ENOMEM, "out of memory");
+    client_response_free(resp);
+done:
+    /* The handle keeps pointers to these; drop them before they are freed. */
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(headers);
+    if (auth.data)
+        memset(auth.data, 0, auth.len);
+    strbuf_free(&auth);
+    strbuf_free(&url);
+    strbuf_free(&sink.buf);
+    free(payload);
+    return rc;
+}
+
+int client_request(client *c, const char *method, const char *path, const json_t *body,
+                   client_response *resp, cx_error *err)
+{
+    return client_request_timeout(c, method, path, body, 0, resp, err);
+}
+
+static const json_t *error_object(const client_response *resp)
+{
+    const json_t *e = json_object_get(resp->json, "error");
+    return json_is_object(e) ? e : NULL;
+}
+
+const char *client_error_code(const client_response *resp)
+{
+    return output_string(error_object(resp), "code", NULL);
+}
+
+const char *client_error_message(const client_response *resp)
+{
+    return output_string(error_object(resp), "message", NULL);
+}
+
+/* ---- Reporting ------------------------------------------------------------------------------ */
+
+int cli_exit_for_http_status(long status)
+{
+    if (status >= 200 && status < 300)
+        return CLI_EXIT_OK;
+    if (status == 401 || status == 403)
+        return CLI_EXIT_DENIED;
+    if (status == 503 || status == 0)
+        return CLI_EXIT_UNREACHABLE;
+    return CLI_EXIT_PROBLEM;
+}
+
+void cli_print_config_errors(const config_diag *diag, const cx_error *err)
+{
+    if (diag && diag->error_count > 0) {
+        for (size_t i = 0; i < diag->error_count; i++)
+            fprintf(stderr, "caxton: %s\n", diag->errors[i]);
+    } else {
+        fprintf(stderr, "caxton: %s\n", err && err->msg[0] ? err->msg : "configuration error");
+    }
+}
+
+int cli_report_request_failure(const client *c, int rc, const cx_error *err)
+{
+    if (rc == CX_ECONNECT) {
+        fprintf(stderr,
+                "caxton: cannot reach the server at %s: %s (is it running? 'caxton service "
+                "start' or 'systemctl start caxton')\n",
+                c->url, err->msg);
+        return CLI_EXIT_UNREACHABLE;
+    }
+    fprintf(stderr, "caxton: %s\n", err->msg[0] ? err->msg : cx_strerror(rc));
+    return CLI_EXIT_PROBLEM;
+}
+
+static void print_details(const json_t *details)
+{
+    const char *key;
+    const json_t *value;
+    json_object_foreach((json_t *)details, key, value) {
+        char *text = output_value_text(value);
+        char *name = str_dup(key);
+        if (text && name) {
+            output_sanitize(text);
+            output_sanitize(name);
+            fprintf(stderr, "  %s: %s\n", name, text);
+        }
+        free(text);
+        free(name);
+    }
+}
+
+int cli_report_http_error(const client *c, const client_response *resp)
+{
+    char code[64], message[1024];
+    const char *api_code = client_error_code(resp);
+    const char *api_message = client_error_message(resp);
+    if (api_code)
+        snprintf(code, sizeof code, "%s", api_code);
+    else
+        snprintf(code, sizeof code, "HTTP_%ld", resp->status);
+    if (api_message) {
+        snprintf(message, sizeof message, "%s", api_message);
+    } else if (resp->body && resp->body[0] && !resp->json) {
+        size_t line = strcspn(resp->body, "\r\n");
+        snprintf(message, sizeof message, "%.*s", (int)(line < 300 ? line : 300), resp->body);
+    } else {
+        snprintf(message, sizeof message, "the server answered HTTP %ld", resp->status);
+    }
+    output_sanitize(code);
+    output_sanitize(message);
+    fprintf(stderr, "error %s: %s\n", code, message);
+    const json_t *details = json_object_get(error_object(resp), "details");
+    if (json_is_object(details))
+        print_details(details);
+    if (resp->status == 401 && !c->token)
+        fprintf(stderr, "caxton: no token was sent; pass --token, set CAXTON_TOKEN, or run as a "
+                        "user who can read <data_dir>/" DATADIR_ADMIN_TOKEN "\n");
+    else if (resp->status == 403)
+        fprintf(stderr, "caxton: this token's role does not allow it; use a token with a "
+                        "higher role ('caxton token create --role ...')\n");
+    return cli_exit_for_http_status(resp->status);
+}
+
+int cli_call(client *c, const char *method, const char *path, const json_t *body,
+             client_response *resp)
+{
+    cx_error err;
+    int rc = client_request(c, method, path, body, resp, &err);
+    if (rc != 0)
+        return cli_report_request_failure(c, rc, &err);
+    if (resp->status < 200 || resp->status >= 300) {
+        int exit_code = cli_report_http_error(c, resp);
+        client_response_free(resp);
+        return exit_code;
+    }
+    if (!resp->json) {
+        fprintf(stderr, "caxton: the server at %s answered HTTP %ld without a JSON body\n", c->url,
+                resp->status);
+        client_response_free(resp);
+        return CLI_EXIT_PROBLEM;
+    }
+    return CLI_EXIT_OK;
+}
+
+int cli_connect(const cli_invocation *inv, client *c)
+{
+    config_flags flags = {.config_path = inv->config_path, .data_dir = inv->data_dir};
+    config_diag diag = {0};
+    cx_config *cfg = NULL;
+    cx_error err;
+    cx_error_clear(&err);
+    memset(c, 0, sizeof *c);
+
+    if (config_load(&flags, inv->envp, &cfg, &diag, &err) != 0) {
+        cfg = NULL;
+        if (!inv->server) {
+            cli_print_config_errors(&diag, &err);
+            config_diag_free(&diag);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    config_diag_free(&diag);
+
+    const char *data_dir = cfg ? cfg->data_dir : inv->data_dir;
+    char *url = NULL, *token = NULL;
+    if (inv->server) {
+        url = str_dup(inv->server);
+    } else {
+        char *path = data_dir ? path_join(data_dir, DATADIR_URL_FILE) : NULL;
+        url = client_read_trimmed(path, 4096);
+        free(path);
+        if (!url)
+            url = client_url_from_listen(cfg->api_listen, cfg->api_tls_cert != NULL);
+        if (!url) {
+            /* Port 0 (any free port): only the server's URL file knows, and it is gone. */
+            fprintf(stderr,
+                    "caxton: cannot work out the server's URL: %s/" DATADIR_URL_FILE
+                    " is missing or unreadable (is the server running?) and api.listen '%s' "
+                    "names no fixed port; pass --server URL or set CAXTON_SERVER\n",
+                    data_dir, cfg->api_listen ? cfg->api_listen : "");
+            config_free(cfg);
+            return CLI_EXIT_UNREACHABLE;
+        }
+    }
+    if (inv->token) {
+        token = str_dup(inv->token);
+    } else if (data_dir) {
+        char *path = path_join(data_dir, DATADIR_ADMIN_TOKEN);
+        token = client_read_trimmed(path, CLIENT_MAX_TOKEN_FILE);
+        free(path);
+    }
+    int rc = url ? client_init(c, url, token, inv->timeout_ms, &err)
+                 : cx_error_set(&err, CX_ENOMEM, "out of memory");
+    free(url);
+    if (token) {
+        memset(token, 0, strlen(token));
+        free(token);
+    }
+    config_free(cfg);
+    if (rc != 0) {
+        fprintf(stderr, "caxton: %s\n", err.msg);
+        return CLI_EXIT_PROBLEM;
+    }
+    return CLI_EXIT_OK;
+}

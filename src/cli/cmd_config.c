@@ -1,0 +1,149 @@
+/* `caxton config validate FILE` and `caxton config show --effective`.
+ *
+ * validate is offline: it loads one file with config_load_file() and prints
+ * every error and warning, as the server would report them at start. show
+ * asks the running server for the merged configuration (so it shows what the
+ * server really uses, flags and environment included); --offline computes
+ * the same document here from --config, --data-dir and the environment. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_internal.h"
+#include "cli/output.h"
+#include "core/config.h"
+
+static json_t *string_array(char *const *items, size_t count)
+{
+    json_t *array = json_array();
+    for (size_t i = 0; array && i < count; i++)
+        json_array_append_new(array, json_string(items[i]));
+    return array;
+}
+
+int cmd_config_validate(const cli_invocation *inv)
+{
+    const char *file = inv->args[0];
+    cx_config *cfg = NULL;
+    config_diag diag = {0};
+    cx_error err;
+    cx_error_clear(&err);
+    bool valid = config_load_file(file, inv->envp, &cfg, &diag, &err) == 0;
+    config_free(cfg);
+
+    /* A failure with no diagnostics (e.g. out of memory) still has its message. */
+    char *fallback[1] = {err.msg};
+    char *const *errors = diag.errors;
+    size_t error_count = diag.error_count;
+    if (!valid && error_count == 0) {
+        errors = fallback;
+        error_count = 1;
+    }
+
+    if (inv->output == CLI_OUTPUT_JSON) {
+        json_t *doc = json_pack("{s:s, s:b, s:o, s:o}", "file", file, "valid", valid, "errors",
+                                string_array(errors, error_count), "warnings",
+                                string_array(diag.warnings, diag.warning_count));
+        if (doc)
+            output_json(stdout, doc);
+        json_decref(doc);
+    } else {
+        for (size_t i = 0; i < error_count; i++)
+            printf("error: %s\n", errors[i]);
+        for (size_t i = 0; i < diag.warning_count; i++)
+            printf("warning: %s\n", diag.warnings[i]);
+        if (valid)
+            printf("%s: valid\n", file);
+        else
+            printf("%s: invalid (%zu error%s)\n", file, error_count, error_count == 1 ? "" : "s");
+    }
+    config_diag_free(&diag);
+    return valid ? CLI_EXIT_OK : CLI_EXIT_PROBLEM;
+}
+
+/* "flag: --listen", "file: caxton.yaml:12:3", "env: CAXTON_API_LISTEN", "default". */
+static void source_text(const json_t *entry, char *buf, size_t size)
+{
+    const char *source = output_string(entry, "source", "?");
+    const char *where = output_string(entry, "where", NULL);
+    if (!where || strcmp(source, "default") == 0 || strcmp(where, source) == 0)
+        snprintf(buf, size, "%s", source);
+    else
+        snprintf(buf, size, "%s: %s", source, where);
+}
+
+static void print_effective(const json_t *doc)
+{
+    const char *file = output_string(doc, "file", NULL);
+    char line[1200];
+    snprintf(line, sizeof line, "config file: %s", file ? file : "none (built-in defaults)");
+    output_sanitize(line);
+    printf("%s\n\n", line);
+    output_table *t = output_table_new(3, (const char *[]){"key", "value", "source"});
+    if (!t)
+        return;
+    const char *key;
+    const json_t *entry;
+    json_object_foreach((json_t *)json_object_get(doc, "values"), key, entry) {
+        char *value = output_value_text(json_object_get(entry, "value"));
+        char source[400];
+        source_text(entry, source, sizeof source);
+        output_table_row(t, key, value, source);
+        free(value);
+    }
+    output_table_print(t, stdout);
+    output_table_free(t);
+}
+
+static int show_offline(const cli_invocation *inv)
+{
+    config_flags flags = {.config_path = inv->config_path, .data_dir = inv->data_dir};
+    cx_config *cfg = NULL;
+    config_diag diag = {0};
+    cx_error err;
+    cx_error_clear(&err);
+    if (config_load(&flags, inv->envp, &cfg, &diag, &err) != 0) {
+        cli_print_config_errors(&diag, &err);
+        config_diag_free(&diag);
+        return CLI_EXIT_USAGE;
+    }
+    config_diag_free(&diag);
+    json_t *values = config_effective_json(cfg, true);
+    json_t *doc =
+        values ? json_pack("{s:s?, s:o}", "file", cfg->file_path, "values", values) : NULL;
+    config_free(cfg);
+    if (!doc) {
+        fprintf(stderr, "caxton: out of memory\n");
+        return CLI_EXIT_PROBLEM;
+    }
+    if (inv->output == CLI_OUTPUT_JSON)
+        output_json(stdout, doc);
+    else
+        print_effective(doc);
+    json_decref(doc);
+    return CLI_EXIT_OK;
+}
+
+int cmd_config_show(const cli_invocation *inv)
+{
+    if (cli_flag_set(inv, "offline"))
+        return show_offline(inv);
+    client c;
+    int rc = cli_connect(inv, &c);
+    if (rc != 0)
+        return rc;
+    client_response resp;
+    rc = cli_call(&c, "GET", "/api/v1/config/effective", NULL, &resp);
+    if (rc == CLI_EXIT_UNREACHABLE)
+        fprintf(stderr, "caxton: to compute it without a server: caxton config show --effective "
+                        "--offline\n");
+    if (rc == 0) {
+        if (inv->output == CLI_OUTPUT_JSON)
+            output_json(stdout, resp.json);
+        else
+            print_effective(resp.json);
+        client_response_free(&resp);
+    }
+    client_close(&c);
+    return rc;
+}

@@ -1,0 +1,24 @@
+/* Hands work from any thread to the event loop thread.
+ *
+ * HTTP threads must never wait on the core: they post a job here and suspend
+ * their connection; the loop runs the job and resumes it. A mutex-guarded
+ * FIFO plus one uv_async wake-up; uv_async coalesces, so the loop drains the
+ * whole queue on each wake. */
+#ifndef CAXTON_SERVER_DISPATCH_H
+#define CAXTON_SERVER_DISPATCH_H
+
+#include <uv.h>
+
+#include "core/error.h"
+
+typedef struct dispatch dispatch;
+typedef void (*dispatch_fn)(void *arg);
+
+dispatch *dispatch_new(uv_loop_t *loop, cx_error *err);
+/* Thread-safe. CX_EUNAVAIL once the dispatcher is closed. */
+int dispatch_post(dispatch *d, dispatch_fn fn, void *arg);
+/* On the loop thread: refuses new jobs, runs the queued ones, closes the
+ * handle; the dispatcher is freed once the loop has closed it. */
+void dispatch_close(dispatch *d);
+
+#endif

@@ -1,0 +1,452 @@
+/* `caxton serve`: start-up, the event loop, signals and shutdown.
+ *
+ * Start-up is strictly ordered so that each failure has one clear message
+ * and nothing half-started is left behind: config (exit 2 on error), data
+ * dir, the single-instance lock, logs, state.db, the first admin token, the
+ * loop, then the API last, so that "ready" means ready. Shutdown runs the
+ * same steps backwards after draining in-flight requests for at most
+ * server.shutdown_timeout. */
+#include "server/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+#ifdef CAXTON_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "api/auth.h"
+#include "api/http.h"
+#include "core/log.h"
+#include "core/units.h"
+#include "core/util.h"
+#include "obs/metrics.h"
+#include "server/app.h"
+#include "server/health.h"
+
+#define HEARTBEAT_MS 1000
+#define DRAIN_POLL_MS 25
+
+extern char **environ;
+
+typedef struct server {
+    app app;
+    config_flags flags;
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t heartbeat, drain;
+    http_server *http;
+    int lock_fd;
+    uint64_t drain_deadline_ms;
+    int exit_code;
+} server;
+
+static void notify_systemd(const char *state)
+{
+#ifdef CAXTON_HAVE_SYSTEMD
+    sd_notify(0, state);
+#else
+    (void)state;
+#endif
+}
+
+static void print_diag(const config_diag *diag)
+{
+    for (size_t i = 0; i < diag->error_count; i++)
+        fprintf(stderr, "caxton: error: %s\n", diag->errors[i]);
+}
+
+static void log_warnings(const config_diag *diag)
+{
+    for (size_t i = 0; i < diag->warning_count; i++)
+        log_warn("config", "%s", diag->warnings[i]);
+}
+
+/* ---- data dir and lock -------------------------------------------------- */
+
+static int prepare_data_dir(const char *dir, cx_error *err)
+{
+    static const char *const subdirs[] = {"agents", "data", "backups", "wasm", "run", "tokens"};
+    int rc = fs_mkdir_p(dir, 0700, err);
+    if (rc < 0)
+        return cx_error_wrap(err, "data dir");
+    if (access(dir, W_OK | X_OK) != 0)
+        return cx_error_set(err, CX_EIO,
+                            "data dir %s is not writable by this user (uid %d): fix its owner "
+                            "(chown caxton:caxton) or choose another with --data-dir",
+                            dir, (int)getuid());
+    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+        char *path = path_join(dir, subdirs[i]);
+        rc = path ? fs_mkdir_p(path, 0700, err) : cx_error_set(err, CX_ENOMEM, "out of memory");
+        free(path);
+        if (rc < 0)
+            return cx_error_wrap(err, "data dir");
+    }
+    return 0;
+}
+
+static int take_lock(server *s, cx_error *err)
+{
+    char *path = path_join(s->app.data_dir, DATADIR_LOCK_FILE);
+    if (!path)
+        return cx_error_set(err, CX_ENOMEM, "out of memory");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        cx_error_set(err, CX_EIO, "cannot open lock file %s: %s", path, strerror(e));
+        free(path);
+        return CX_EIO;
+    }
+    /* A client probing the lock holds it shared for an instant: retry briefly. */
+    int locked = -1;
+    for (int attempt = 0; attempt < 20 && (locked = flock(fd, LOCK_EX | LOCK_NB)) < 0; attempt++)
+        usleep(10000);
+    if (locked < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        cx_error_set(err, CX_EBUSY,
+                     "another caxton server (pid %s) is using data dir %s (lock %s); stop it "
+                     "with 'caxton service stop' or choose another --data-dir",
+                     pid[0] ? pid : "unknown", s->app.data_dir, path);
+        close(fd);
+        free(path);
+        return CX_EBUSY;
+    }
+    free(path);
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        close(fd);
+        return cx_error_set(err, CX_EIO, "cannot write the lock file: %s", strerror(errno));
+    }
+    s->lock_fd = fd;
+    return 0;
+}
+
+static int write_run_file(server *s, const char *name, const char *text, cx_error *err)
+{
+    char *path = path_join(s->app.data_dir, name);
+    if (!path)
+        return cx_error_set(err, CX_ENOMEM, "out of memory");
+    int rc = fs_write_atomic(path, text, strlen(text), 0644, err);
+    free(path);
+    return rc;
+}
+
+static void remove_run_file(server *s, const char *name)
+{
+    char *path = path_join(s->app.data_dir, name);
+    if (path)
+        unlink(path);
+    free(path);
+}
+
+/* The first start creates an admin token and leaves it for the operator. */
+static int ensure_admin_token(server *s, cx_error *err)
+{
+    int64_t count = 0;
+    int rc = state_token_count(s->app.state, &count, err);
+    if (rc < 0 || count > 0)
+        return rc;
+    token_record t;
+    char secret[TOKEN_SECRET_LEN + 1];
+    if ((rc = state_token_create(s->app.state, "admin", TOKEN_ROLE_ADMIN, &t, secret, err)) < 0)
+        return rc;
+    char *path = path_join(s->app.data_dir, DATADIR_ADMIN_TOKEN);
+    char line[TOKEN_SECRET_LEN + 2];
+    snprintf(line, sizeof line, "%s\n", secret);
+    rc = path ? fs_write_atomic(path, line, strlen(line), 0600, err)
+              : cx_error_set(err, CX_ENOMEM, "out of memory");
+    memset(secret, 0, sizeof secret);
+    memset(line, 0, sizeof line);
+    if (rc == 0) {
+        auth_upsert(&t);
+        state_audit_append(s->app.state, "system", "token.create", t.id,
+                           json_pack("{s:s, s:s}", "name", "admin", "role", "admin"), NULL);
+        log_info("auth", "first admin token %s written to %s", t.id, path);
+    }
+    free(path);
+    return rc;
+}
+
+/* ---- loop callbacks ----------------------------------------------------- */
+
+static void on_heartbeat(uv_timer_t *timer)
+{
+    server *s = timer->data;
+    __atomic_store_n(&s->app.loop_heartbeat_ms, time_now_ms(), __ATOMIC_RELAXED);
+    cx_error err;
+    if (state_check(s->app.state, &err) < 0)
+        health_set_state_db(APP_HEALTH_FAIL, err.msg);
+    else
+        health_set_state_db(APP_HEALTH_OK, "state.db answers");
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void finish_shutdown(server *s)
+{
+    uv_timer_stop(&s->drain);
+    close_handle((uv_handle_t *)&s->drain);
+    close_handle((uv_handle_t *)&s->heartbeat);
+    close_handle((uv_handle_t *)&s->sigterm);
+    close_handle((uv_handle_t *)&s->sigint);
+    close_handle((uv_handle_t *)&s->sighup);
+    dispatch_close(s->app.dispatch);
+}
+
+static void on_drain_tick(uv_timer_t *timer)
+{
+    server *s = timer->data;
+    int in_flight = http_in_flight(s->http);
+    if (in_flight == 0) {
+        finish_shutdown(s);
+    } else if (time_now_ms() >= s->drain_deadline_ms) {
+        log_warn("server", "%d requests still in flight after server.shutdown_timeout; closing "
+                 "them", in_flight);
+        finish_shutdown(s);
+    }
+}
+
+static void begin_shutdown(server *s, const char *why)
+{
+    if (__atomic_exchange_n(&s->app.stopping, true, __ATOMIC_RELAXED)) {
+        log_warn("server", "%s again: stopping now without waiting for requests", why);
+        finish_shutdown(s);
+        return;
+    }
+    notify_systemd("STOPPING=1");
+    char timeout[32];
+    units_format_duration(s->app.config->shutdown_timeout_ms, timeout, sizeof timeout);
+    log_info("server", "%s: stopping (draining requests for up to %s)", why, timeout);
+    http_quiesce(s->http);
+    s->drain_deadline_ms = time_now_ms() + s->app.config->shutdown_timeout_ms;
+    uv_timer_start(&s->drain, on_drain_tick, 0, DRAIN_POLL_MS);
+}
+
+static void on_stop_signal(uv_signal_t *handle, int signum)
+{
+    begin_shutdown(handle->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void reload_config(server *s)
+{
+    cx_config *fresh = NULL;
+    config_diag diag = {0};
+    cx_error err;
+    if (config_load(&s->flags, environ, &fresh, &diag, &err) < 0) {
+        metrics_config_validation_failed();
+        for (size_t i = 0; i < diag.error_count; i++)
+            log_error("config", "reload refused: %s", diag.errors[i]);
+        log_error("config", "configuration not reloaded; the running configuration is kept");
+        config_diag_free(&diag);
+        return;
+    }
+    log_warnings(&diag);
+    config_diag_free(&diag);
+    const char **changed = config_restart_keys_changed(s->app.config, fresh);
+    for (size_t i = 0; changed && changed[i]; i++)
+        log_warn("config", "%s changed; it takes effect after a restart", changed[i]);
+    free(changed);
+    log_level level;
+    if (log_parse_level(fresh->logging_level, &level) == 0)
+        log_set_level(level);
+    if (http_reconfigure(s->http, fresh, &err) < 0)
+        log_error("config", "%s", err.msg);
+    config_free(s->app.config);
+    s->app.config = fresh;
+    log_info("config", "configuration reloaded from %s",
+             fresh->file_path ? fresh->file_path : "defaults and environment");
+}
+
+static void on_sighup(uv_signal_t *handle, int signum)
+{
+    (void)signum;
+    server *s = handle->data;
+    notify_systemd("RELOADING=1");
+    cx_error err;
+    if (log_reopen(&err) < 0)
+        fprintf(stderr, "caxton: %s\n", err.msg);
+    else
+        log_info("server", "SIGHUP: log files reopened");
+    reload_config(s);
+    notify_systemd("READY=1");
+}
+
+/* ---- start -------------------------------------------------------------- */
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* `caxton service start` waits on this fd for the READY line. */
+static void report_ready_to_parent(server *s)
+{
+    const char *fd_text = getenv(SERVER_READY_FD_ENV);
+    if (!fd_text)
+        return;
+    int fd = atoi(fd_text);
+    if (fd <= 2)
+        return;
+    char line[200];
+    int len = snprintf(line, sizeof line, "READY %s\n", s->app.url);
+    if (write(fd, line, (size_t)len) < 0)
+        log_warn("server", "cannot report readiness: %s", strerror(errno));
+    close(fd);
+    unsetenv(SERVER_READY_FD_ENV);
+    /* Nobody reads our stderr once the starter has gone. */
+    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (devnull >= 0) {
+        dup2(devnull, STDERR_FILENO);
+        dup2(devnull, STDOUT_FILENO);
+        close(devnull);
+    }
+    log_set_stderr(false);
+}
+
+static int start_loop_handles(server *s, cx_error *err)
+{
+    int rc = uv_loop_init(&s->loop);
+    if (rc < 0)
+        return cx_error_set(err, CX_EINTERNAL, "event loop: %s", uv_strerror(rc));
+    if (!(s->app.dispatch = dispatch_new(&s->loop, err)))
+        return err->code;
+    s->app.loop = &s->loop; /* from here on, stop() closes the loop's handles */
+    uv_signal_init(&s->loop, &s->sigterm);
+    uv_signal_init(&s->loop, &s->sigint);
+    uv_signal_init(&s->loop, &s->sighup);
+    uv_timer_init(&s->loop, &s->heartbeat);
+    uv_timer_init(&s->loop, &s->drain);
+    s->sigterm.data = s->sigint.data = s->sighup.data = s;
+    s->heartbeat.data = s->drain.data = s;
+    uv_signal_start(&s->sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&s->sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&s->sighup, on_sighup, SIGHUP);
+    on_heartbeat(&s->heartbeat);
+    uv_timer_start(&s->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+    return 0;
+}
+
+/* Everything up to a serving API; returns an exit code, 0 when serving. */
+static int start(server *s, cx_error *err)
+{
+    config_diag diag = {0};
+    if (config_load(&s->flags, environ, &s->app.config, &diag, err) < 0) {
+        print_diag(&diag);
+        if (diag.error_count == 0)
+            fprintf(stderr, "caxton: error: %s\n", err->msg);
+        config_diag_free(&diag);
+        return SERVER_EXIT_CONFIG;
+    }
+    cx_config *cfg = s->app.config;
+    log_level level = LOG_INFO;
+    log_parse_level(cfg->logging_level, &level);
+    log_set_level(level);
+    s->app.data_dir = str_dup(cfg->data_dir);
+    s->app.log_dir = str_dup(cfg->log_dir);
+    s->app.config_file = str_dup(cfg->file_path);
+    s->app.pid = (int)getpid();
+    s->app.started_ms = time_now_ms();
+
+    if (prepare_data_dir(cfg->data_dir, err) < 0 || take_lock(s, err) < 0 ||
+        log_open(cfg->log_dir, err) < 0) {
+        config_diag_free(&diag);
+        return SERVER_EXIT_RUNTIME;
+    }
+    log_warnings(&diag);
+    config_diag_free(&diag);
+    log_info("server", "caxton %s starting (pid %d, data dir %s, config %s)", CAXTON_VERSION,
+             s->app.pid, cfg->data_dir, cfg->file_path ? cfg->file_path : "none: defaults");
+
+    char *db_path = path_join(cfg->data_dir, DATADIR_STATE_DB);
+    s->app.state = db_path ? state_open(db_path, err) : NULL;
+    free(db_path);
+    if (!s->app.state || auth_load(s->app.state, err) < 0 || ensure_admin_token(s, err) < 0 ||
+        start_loop_handles(s, err) < 0)
+        return SERVER_EXIT_RUNTIME;
+    if (!(s->http = http_start(&s->app, cfg, err)))
+        return err->code == CX_ECONFIG ? SERVER_EXIT_CONFIG : SERVER_EXIT_RUNTIME;
+
+    char pid[32], url[200];
+    snprintf(pid, sizeof pid, "%d\n", s->app.pid);
+    snprintf(url, sizeof url, "%s\n", s->app.url);
+    if (write_run_file(s, DATADIR_PID_FILE, pid, err) < 0 ||
+        write_run_file(s, DATADIR_URL_FILE, url, err) < 0)
+        return SERVER_EXIT_RUNTIME;
+    char *token_file = path_join(cfg->data_dir, DATADIR_ADMIN_TOKEN);
+    log_info("server", "serving on %s (admin token: %s)", s->app.url,
+             token_file && fs_exists(token_file) ? token_file : "created earlier");
+    free(token_file);
+    notify_systemd("READY=1");
+    report_ready_to_parent(s);
+    return SERVER_EXIT_OK;
+}
+
+static void stop(server *s)
+{
+    http_stop(s->http);
+    s->http = NULL;
+    if (s->app.loop) {
+        if (!__atomic_load_n(&s->app.stopping, __ATOMIC_RELAXED) && s->app.dispatch)
+            finish_shutdown(s);
+        uv_run(&s->loop, UV_RUN_DEFAULT); /* let the closes complete */
+        if (uv_loop_close(&s->loop) != 0)
+            log_warn("server", "event loop closed with handles still open");
+    }
+    state_close(s->app.state);
+    auth_free();
+    health_reset();
+    if (s->lock_fd >= 0) {
+        remove_run_file(s, DATADIR_PID_FILE);
+        remove_run_file(s, DATADIR_URL_FILE);
+        close(s->lock_fd); /* releases the lock */
+    }
+    config_free(s->app.config);
+    free(s->app.data_dir);
+    free(s->app.log_dir);
+    free(s->app.config_file);
+}
+
+int server_main(const config_flags *flags)
+{
+    server s = {.flags = *flags, .lock_fd = -1, .exit_code = SERVER_EXIT_OK};
+    cx_error err = {0};
+    umask(0077);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    log_set_stderr(true);
+
+    int code = start(&s, &err);
+    if (code != SERVER_EXIT_OK) {
+        /* Config file errors were printed line by line already. */
+        if (err.code != 0 && s.app.config)
+            log_error("server", "%s", err.msg);
+        stop(&s);
+        log_close();
+        return code;
+    }
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    log_info("server", "stopped");
+    stop(&s);
+    log_close();
+    return s.exit_code;
+}

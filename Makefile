@@ -2,6 +2,7 @@
 #   make run    install build packages if missing, build, serve on embedded defaults
 #   make test   install test packages if missing, build with sanitizers, run all tests
 # Other targets: build, unit, e2e, bench, valgrind, install, clean.
+# make test also builds the plain binary: the valgrind tests run it.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -43,8 +44,9 @@ asan: deps-test $(ASAN_BUILD)/Makefile
 unit: asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure
 
-e2e: asan
-	CAXTON_BIN=$(CURDIR)/$(ASAN_BUILD)/caxton $(PYTEST) -q tests/e2e
+e2e: asan build
+	CAXTON_BIN=$(CURDIR)/$(ASAN_BUILD)/caxton CAXTON_PLAIN_BIN=$(CURDIR)/$(BUILD)/caxton \
+	  $(PYTEST) -q tests/e2e
 
 test: unit e2e
 
@@ -52,7 +54,7 @@ bench: deps-bench build
 	bench/run.sh $(BUILD)/caxton
 
 valgrind: build
-	CAXTON_BIN=$(CURDIR)/$(BUILD)/caxton CAXTON_VALGRIND=1 $(PYTEST) -q tests/e2e -k "valgrind"
+	CAXTON_PLAIN_BIN=$(CURDIR)/$(BUILD)/caxton $(PYTEST) -q tests/e2e/test_valgrind.py
 
 install: build
 	packaging/install.sh "$(BUILD)/caxton" "$(DESTDIR)" "$(PREFIX)"

@@ -104,10 +104,10 @@ BAD = {
     "range": ("api:\n  workers: 0\n", ["api.workers", "64"], 2),
     "missing_var": ("server:\n  data_dir: ${CAXTON_TEST_UNSET_VAR_XYZ}/data\n",
                     ["CAXTON_TEST_UNSET_VAR_XYZ"], 2),
-    "tabs": ("api:\n\tworkers: 2\n", ["tab"], 2),
+    "tabs": ("api:\n\tworkers: 2\n", ["tab", "spaces"], 2),
     "bad_duration": ("server:\n  shutdown_timeout: soon\n", ["server.shutdown_timeout"], 2),
     "bad_enum": ("logging:\n  level: loud\n", ["logging.level", "loud"], 2),
-    "tls_half": ("api:\n  tls:\n    cert: /etc/ssl/x.pem\n", ["api.tls"], None),
+    "tls_half": ("api:\n  tls:\n    cert: /etc/ssl/x.pem\n", ["api.tls"], 3),
 }
 
 

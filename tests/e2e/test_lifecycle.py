@@ -107,7 +107,7 @@ def wait_log(path, needle, timeout=10):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal(make_server, sig):
-    s = make_server(config="server:\n  shutdown_timeout: 3s\n")
+    s = make_server(config="server:\n  shutdown_timeout: 5s\n")
     token = s.token
     pid_file, url_file = run_files(s)
     assert os.path.exists(pid_file) and os.path.exists(url_file)
@@ -117,7 +117,7 @@ def test_stop_signal(make_server, sig):
     code = s.stop(sig=sig, timeout=15)
     elapsed = time.monotonic() - t0
     assert code == 0, s.stderr()
-    assert elapsed < 3.5, elapsed
+    assert elapsed < 5, elapsed  # an idle server does not wait for shutdown_timeout
     assert not os.path.exists(pid_file)
     assert not os.path.exists(url_file)
     s.assert_clean()

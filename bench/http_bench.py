@@ -112,8 +112,8 @@ def bench_throughput(binary, workdir):
     results = {}
     for name in ("nginx", "caxton", "nginx ", "caxton "):
         port = free_port()
-        sub = os.path.join(workdir, name.strip() + str(len(results)))
-        os.makedirs(sub)
+        sub = os.path.join(workdir, name.strip() + str(sum(map(len, results.values()))))
+        os.makedirs(sub, mode=0o755)
         proc = (start_nginx(sub, port) if name.strip() == "nginx"
                 else start_caxton(binary, sub, port))
         try:
@@ -159,6 +159,8 @@ def main():
             sys.exit(f"{tool} is missing: run 'scripts/deps.sh bench'")
     os.environ["PATH"] += ":/usr/sbin"
     with tempfile.TemporaryDirectory(prefix="caxton-bench-") as workdir:
+        # nginx workers drop to an unprivileged user that must reach www/.
+        os.chmod(workdir, 0o755)
         bench_startup(binary, workdir)
         bench_throughput(binary, workdir)
 

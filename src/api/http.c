@@ -438,6 +438,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctx->answered = true;
         return queue_response(ctx);
     }
+    if (__atomic_load_n(&s->app->stopping, __ATOMIC_RELAXED)) {
+        http_reply_error(&ctx->res, &ctx->req, 503, CX_EUNAVAIL, "SHUTTING_DOWN", NULL,
+                         "the server is shutting down; retry against the restarted server");
+        ctx->res.retry_after = 5;
+        ctx->answered = true;
+        return queue_response(ctx);
+    }
     ctx->dispatched = true;
     MHD_suspend_connection(conn);
     if (dispatch_post(s->app->dispatch, run_on_loop, ctx) < 0) {

@@ -206,6 +206,11 @@ static void finish_shutdown(server *s)
     close_handle((uv_handle_t *)&s->sigterm);
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sighup);
+    /* From here the process is on its way out: a late signal must not kill
+     * it before it has closed its files and released the lock. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     dispatch_close(s->app.dispatch);
 }
 

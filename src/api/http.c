@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -692,6 +693,77 @@ static void free_server(http_server *s)
     free(s->tls_key);
     free(s->tls_cert);
     free(s);
+}
+
+static int tls_error(cx_error *err, const char *key, const char *path, const char *what, int rc)
+{
+    return cx_error_set(err, CX_ECONFIG, "%s %s %s (%s)", key, path, what, gnutls_strerror(rc));
+}
+
+/* The key matches the certificate when their public key ids agree. */
+static int tls_check_pair(const gnutls_datum_t *cert_pem, const gnutls_datum_t *key_pem,
+                          const cx_config *cfg, int64_t *expires_at, cx_error *err)
+{
+    gnutls_x509_crt_t crt = NULL;
+    gnutls_x509_privkey_t key = NULL;
+    unsigned char crt_id[64], key_id[64];
+    size_t crt_id_len = sizeof crt_id, key_id_len = sizeof key_id;
+    int rc = gnutls_x509_crt_init(&crt);
+    if (rc == 0 && (rc = gnutls_x509_crt_import(crt, cert_pem, GNUTLS_X509_FMT_PEM)) < 0) {
+        rc = tls_error(err, "api.tls.cert", cfg->api_tls_cert, "is not a PEM certificate", rc);
+        goto out;
+    }
+    if (rc == 0 && (rc = gnutls_x509_privkey_init(&key)) == 0 &&
+        (rc = gnutls_x509_privkey_import2(key, key_pem, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+        rc = tls_error(err, "api.tls.key", cfg->api_tls_key,
+                       "is not an unencrypted PEM private key", rc);
+        goto out;
+    }
+    if (rc == 0 && (gnutls_x509_crt_get_key_id(crt, 0, crt_id, &crt_id_len) < 0 ||
+                    gnutls_x509_privkey_get_key_id(key, 0, key_id, &key_id_len) < 0 ||
+                    crt_id_len != key_id_len || memcmp(crt_id, key_id, crt_id_len) != 0)) {
+        rc = cx_error_set(err, CX_ECONFIG,
+                          "api.tls.key %s does not belong to the certificate in api.tls.cert %s",
+                          cfg->api_tls_key, cfg->api_tls_cert);
+        goto out;
+    }
+    if (rc < 0) {
+        rc = cx_error_set(err, CX_EINTERNAL, "TLS check: %s", gnutls_strerror(rc));
+        goto out;
+    }
+    if (expires_at)
+        *expires_at = (int64_t)gnutls_x509_crt_get_expiration_time(crt);
+out:
+    if (crt)
+        gnutls_x509_crt_deinit(crt);
+    if (key)
+        gnutls_x509_privkey_deinit(key);
+    return rc;
+}
+
+int http_check_tls(const cx_config *cfg, int64_t *expires_at, cx_error *err)
+{
+    if (!cfg->api_tls_cert || !cfg->api_tls_key)
+        return 0;
+    char *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    int rc = fs_read_file(cfg->api_tls_cert, 1024 * 1024, &cert, &cert_len, err);
+    if (rc == 0)
+        rc = fs_read_file(cfg->api_tls_key, 1024 * 1024, &key, &key_len, err);
+    if (rc < 0) {
+        err->code = rc = CX_ECONFIG;
+        cx_error_wrap(err, "api.tls");
+    } else {
+        gnutls_datum_t cert_pem = {(unsigned char *)cert, (unsigned)cert_len};
+        gnutls_datum_t key_pem = {(unsigned char *)key, (unsigned)key_len};
+        rc = tls_check_pair(&cert_pem, &key_pem, cfg, expires_at, err);
+    }
+    free(cert);
+    if (key) {
+        memset(key, 0, key_len);
+        free(key);
+    }
+    return rc;
 }
 
 static int load_tls(http_server *s, const cx_config *cfg, cx_error *err)

@@ -65,6 +65,10 @@ int http_page_args(const http_request *req, http_response *res, size_t *limit,
 
 typedef struct http_server http_server;
 
+/* Checks api.tls before anything is started: both files are PEM, the key is
+ * the certificate's. CX_ECONFIG with a message naming the file otherwise.
+ * *expires_at (may be NULL) gets the certificate's expiry, epoch seconds. */
+int http_check_tls(const cx_config *cfg, int64_t *expires_at, cx_error *err);
 /* Binds api.listen and starts the worker threads. */
 http_server *http_start(app *a, const cx_config *cfg, cx_error *err);
 /* Applies reloadable settings (public paths, body limit). */

@@ -4,7 +4,8 @@
  * its arguments, flags and handler. Parsing (args.c), help and completion
  * (help.c) read it, so a new group is a few rows here plus its handlers in a
  * cmd_<group>.c file. Flags are shared objects so that a flag name means the
- * same thing (and takes a value or not) on every command. */
+ * same thing (and takes a value or not) on every command. --cacert is on
+ * every command that talks to the server through cli_connect. */
 #include <stdio.h>
 #include <unistd.h>
 
@@ -49,20 +50,29 @@ static const cli_flag flag_role = {"role", CLI_CHOICE, "ROLE", role_choices, tru
                                    "viewer (read), operator (read + lifecycle) or admin"};
 static const cli_flag flag_name = {"name", CLI_TEXT, "NAME", NULL, true,
                                    "A name to recognize the token by (revoke accepts it)"};
+static const cli_flag flag_cacert = {
+    "cacert", CLI_FILE, NULL, NULL, false,
+    "Trust this CA or self-signed certificate (PEM) for an https server (CAXTON_CACERT; "
+    "default the config's api.tls.cert when the server is found locally)"};
 
 static const cli_flag *const serve_flags[] = {&flag_log_dir, &flag_listen, NULL};
-static const cli_flag *const status_flags[] = {&flag_production_check, NULL};
-static const cli_flag *const health_flags[] = {&flag_comprehensive, &flag_wait_ready, NULL};
+static const cli_flag *const status_flags[] = {&flag_production_check, &flag_cacert, NULL};
+static const cli_flag *const health_flags[] = {&flag_comprehensive, &flag_wait_ready,
+                                               &flag_cacert, NULL};
 static const cli_flag *const service_start_flags[] = {&flag_log_dir, &flag_listen,
-                                                      &flag_verify_health, NULL};
+                                                      &flag_verify_health, &flag_cacert, NULL};
 static const cli_flag *const service_stop_flags[] = {&flag_log_dir, &flag_listen,
                                                      &flag_emergency, NULL};
 static const cli_flag *const service_restart_flags[] = {&flag_log_dir, &flag_listen,
                                                         &flag_emergency, &flag_verify_health,
-                                                        NULL};
-static const cli_flag *const service_status_flags[] = {&flag_log_dir, &flag_listen, NULL};
-static const cli_flag *const config_show_flags[] = {&flag_effective, &flag_offline, NULL};
-static const cli_flag *const token_create_flags[] = {&flag_role, &flag_name, NULL};
+                                                        &flag_cacert, NULL};
+static const cli_flag *const service_status_flags[] = {&flag_log_dir, &flag_listen, &flag_cacert,
+                                                       NULL};
+static const cli_flag *const config_show_flags[] = {&flag_effective, &flag_offline,
+                                                    &flag_cacert, NULL};
+static const cli_flag *const token_create_flags[] = {&flag_role, &flag_name, &flag_cacert,
+                                                     NULL};
+static const cli_flag *const server_flags[] = {&flag_cacert, NULL}; /* only talks to the server */
 
 /* ---- The table ------------------------------------------------------------------------------ */
 
@@ -113,8 +123,8 @@ static const cli_command commands[] = {
      "it from --config, --data-dir and the CAXTON_* environment instead."},
     {"token", "create", cmd_token_create, NULL, 0, 0, token_create_flags, 0, 0,
      "Create an API token (it is shown once)", NULL},
-    {"token", "list", cmd_token_list, NULL, 0, 0, NULL, 0, 0, "List API tokens", NULL},
-    {"token", "revoke", cmd_token_revoke, "ID|NAME", 1, 1, NULL, 0, 0,
+    {"token", "list", cmd_token_list, NULL, 0, 0, server_flags, 0, 0, "List API tokens", NULL},
+    {"token", "revoke", cmd_token_revoke, "ID|NAME", 1, 1, server_flags, 0, 0,
      "Revoke a token by id (tok_...) or by name", NULL},
     {"help", NULL, cmd_help, "[GROUP [COMMAND]]", 0, 2, NULL, 0, 0,
      "Show help for a group or command", NULL},

@@ -187,8 +187,16 @@ int cli_exit_for_http_status(long status);
  * token from flags, environment, the data dir and the config file. Prints
  * config errors itself; returns an exit code (0 when c is ready). */
 int cli_connect(const cli_invocation *inv, client *c);
+/* Gives a client made with client_init the CA file to trust: --cacert (when
+ * the command has it), else CAXTON_CACERT, else the config's api.tls.cert
+ * when the server was found locally (no --server/CAXTON_SERVER), c->url is
+ * https and the file is readable; else none (the system's CAs). cfg may be
+ * NULL. Prints the problem and returns an exit code: 2 when --cacert or
+ * CAXTON_CACERT names an unreadable file. */
+int cli_client_trust(const cli_invocation *inv, const cx_config *cfg, client *c);
 /* Prints why a request failed (rc from client_request) and returns the exit
- * code: 3 for an unreachable server. */
+ * code: 3 for an unreachable server, or for a certificate that could not be
+ * verified (then the message says to pass --cacert FILE or CAXTON_CACERT). */
 int cli_report_request_failure(const client *c, int rc, const cx_error *err);
 /* Prints "error CODE: message" (and details) from a non-2xx response and
  * returns its exit code. */

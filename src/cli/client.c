@@ -6,9 +6,13 @@
  * CAXTON_SERVER > <data_dir>/run/api.url (written by the server, so it is
  * right even for port 0) > http(s)://<api.listen> with wildcard addresses
  * turned into loopback; the token is --token > CAXTON_TOKEN >
- * <data_dir>/tokens/admin.token when readable. Reporting: one wording for an
- * unreachable server (exit 3), for HTTP errors ("error CODE: message", exit
- * 1, 3 or 4) and for config errors (exit 2), shared by every command. */
+ * <data_dir>/tokens/admin.token when readable; the CA file for https is
+ * --cacert > CAXTON_CACERT > the config's api.tls.cert when the server was
+ * found locally (data dir or api.listen, not --server/CAXTON_SERVER) and the
+ * file is readable. Reporting: one wording for an unreachable server (exit
+ * 3), for a certificate that cannot be verified (exit 3, naming --cacert),
+ * for HTTP errors ("error CODE: message", exit 1, 3 or 4) and for config
+ * errors (exit 2), shared by every command. */
 #include "cli/client.h"
 
 #include <curl/curl.h>
@@ -16,6 +20,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli_internal.h"
 #include "cli/output.h"
@@ -166,11 +171,22 @@ int client_init(client *c, const char *url, const char *token, uint64_t timeout_
     return 0;
 }
 
+int client_set_cacert(client *c, const char *path, cx_error *err)
+{
+    char *copy = NULL;
+    if (path && !(copy = str_dup(path)))
+        return cx_error_set(err, CX_ENOMEM, "out of memory");
+    free(c->cacert);
+    c->cacert = copy;
+    return 0;
+}
+
 void client_close(client *c)
 {
     if (c->curl)
         curl_easy_cleanup(c->curl);
     free(c->url);
+    free(c->cacert);
     if (c->token) {
         memset(c->token, 0, strlen(c->token));
         free(c->token);
@@ -233,6 +249,7 @@ int client_request_timeout(client *c, const char *method, const char *path, cons
                            uint64_t timeout_ms, client_response *resp, cx_error *err)
 {
     memset(resp, 0, sizeof *resp);
+    c->cert_unverified = false;
     if (!timeout_ms)
         timeout_ms = c->timeout_ms;
     CURL *curl = c->curl;
@@ -278,6 +295,11 @@ int client_request_timeout(client *c, const char *method, const char *path, cons
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* Verification stays on (libcurl's default); a CA file replaces the system bundle. */
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (c->cacert)
+        curl_easy_setopt(curl, CURLOPT_CAINFO, c->cacert);
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
@@ -292,6 +314,8 @@ int client_request_timeout(client *c, const char *method, const char *path, cons
     } else if (code != CURLE_OK) {
         char reason[CURL_ERROR_SIZE + 64];
         transport_reason(curl, code, errbuf, timeout_ms, reason, sizeof reason);
+        c->cert_unverified = code == CURLE_PEER_FAILED_VERIFICATION ||
+                             code == CURLE_SSL_ISSUER_ERROR || code == CURLE_SSL_CACERT_BADFILE;
         rc = cx_error_set(err, CX_ECONNECT, "%s", reason);
     } else {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
@@ -369,6 +393,17 @@ void cli_print_config_errors(const config_diag *diag, const cx_error *err)
 
 int cli_report_request_failure(const client *c, int rc, const cx_error *err)
 {
+    if (rc == CX_ECONNECT && c->cert_unverified) {
+        char trusted[1024] = "";
+        if (c->cacert)
+            snprintf(trusted, sizeof trusted, " (CA file %s)", c->cacert);
+        fprintf(stderr,
+                "caxton: the TLS certificate of the server at %s could not be verified: %s%s; "
+                "pass the CA that signed it, or the server's own certificate, with --cacert "
+                "FILE or CAXTON_CACERT\n",
+                c->url, err->msg, trusted);
+        return CLI_EXIT_UNREACHABLE;
+    }
     if (rc == CX_ECONNECT) {
         fprintf(stderr,
                 "caxton: cannot reach the server at %s: %s (is it running? 'caxton service "
@@ -450,6 +485,33 @@ int cli_call(client *c, const char *method, const char *path, const json_t *body
     return CLI_EXIT_OK;
 }
 
+int cli_client_trust(const cli_invocation *inv, const cx_config *cfg, client *c)
+{
+    const char *source = "--cacert";
+    const char *path = cli_flag_value(inv, "cacert");
+    if (!path) {
+        source = "CAXTON_CACERT";
+        path = cli_getenv(inv->envp, "CAXTON_CACERT");
+        if (path && !path[0])
+            path = NULL; /* empty counts as unset */
+    }
+    if (path && access(path, R_OK) != 0) {
+        fprintf(stderr, "caxton: %s %s: cannot read it: %s\n", source, path, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    /* A server found locally is this host's own: its certificate (self-signed
+     * or not) is a trust anchor the operator already has. */
+    if (!path && !inv->server && cfg && cfg->api_tls_cert && str_has_prefix(c->url, "https://") &&
+        access(cfg->api_tls_cert, R_OK) == 0)
+        path = cfg->api_tls_cert;
+    cx_error err;
+    if (path && client_set_cacert(c, path, &err) != 0) {
+        fprintf(stderr, "caxton: %s\n", err.msg);
+        return CLI_EXIT_PROBLEM;
+    }
+    return CLI_EXIT_OK;
+}
+
 int cli_connect(const cli_invocation *inv, client *c)
 {
     config_flags flags = {.config_path = inv->config_path, .data_dir = inv->data_dir};
@@ -504,10 +566,14 @@ int cli_connect(const cli_invocation *inv, client *c)
         memset(token, 0, strlen(token));
         free(token);
     }
-    config_free(cfg);
     if (rc != 0) {
+        config_free(cfg);
         fprintf(stderr, "caxton: %s\n", err.msg);
         return CLI_EXIT_PROBLEM;
     }
-    return CLI_EXIT_OK;
+    int exit_code = cli_client_trust(inv, cfg, c);
+    config_free(cfg);
+    if (exit_code != CLI_EXIT_OK)
+        client_close(c);
+    return exit_code;
 }

@@ -4,7 +4,10 @@
  * limit per request. A request returns 0 whenever the server answered, with
  * whatever status; only transport failures (refused, DNS, timeout, TLS) are
  * errors (CX_ECONNECT with a short reason), so callers decide what a status
- * means. Response bodies are bounded (CLIENT_MAX_BODY). */
+ * means. Response bodies are bounded (CLIENT_MAX_BODY). An https server's
+ * certificate is always verified, against the client's CA file when one is
+ * set (client_set_cacert, CURLOPT_CAINFO), else the system's CAs; a failed
+ * verification sets cert_unverified so the caller can say how to fix it. */
 #ifndef CAXTON_CLI_CLIENT_H
 #define CAXTON_CLI_CLIENT_H
 
@@ -21,7 +24,10 @@
 typedef struct client {
     char *url;           /* base URL without a trailing slash: "http://127.0.0.1:8080" */
     char *token;         /* bearer token, or NULL */
+    char *cacert;        /* PEM file of trust anchors for https (CURLOPT_CAINFO), or NULL */
     uint64_t timeout_ms; /* per request, connecting included */
+    bool cert_unverified; /* the last request failed: the server's certificate could not
+                           * be verified (untrusted, wrong name, expired, bad CA file) */
     void *curl;          /* CURL easy handle, reused between requests */
 } client;
 
@@ -36,6 +42,10 @@ typedef struct client_response {
 int client_init(client *c, const char *url, const char *token, uint64_t timeout_ms,
                 cx_error *err);
 void client_close(client *c);
+/* Verifies servers against the certificates in a PEM file (a CA, or a
+ * self-signed or leaf certificate: partial chains are accepted) instead of
+ * the system's CA bundle; NULL goes back to the system's. */
+int client_set_cacert(client *c, const char *path, cx_error *err);
 
 /* method "GET", "POST", "DELETE", ...; path starts with "/" and may carry a
  * query; body (may be NULL) is sent as JSON. timeout_ms 0 uses the client's. */

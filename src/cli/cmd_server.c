@@ -336,7 +336,7 @@ static int wait_ready(const cli_invocation *inv, client *c, bool comprehensive)
         }
         if (rc == 0)
             cli_health_reason(&resp, reason, sizeof reason);
-        else if (rc == CX_ECONNECT)
+        else if (rc == CX_ECONNECT && !c->cert_unverified)
             snprintf(reason, sizeof reason, "%s", err.msg);
         else
             return cli_report_request_failure(c, rc, &err);

@@ -228,6 +228,10 @@ static int service_client(const service_ctx *ctx, const char *url, client *c)
         memset(token, 0, strlen(token));
         free(token);
     }
+    if (rc == 0 && cli_client_trust(ctx->inv, ctx->cfg, c) != CLI_EXIT_OK) {
+        client_close(c);
+        return CX_EINVAL;
+    }
     return rc;
 }
 

@@ -1465,10 +1465,13 @@ static void derive_defaults(loader *ld)
     }
 }
 
-static void check_readable(loader *ld, const config_key *k)
+/* Existence only: a client reading this config need not be able to read the
+ * server's private key; the server itself checks the files when it loads
+ * them (http_check_tls). */
+static void check_exists(loader *ld, const config_key *k)
 {
     const char *path = *AT_CONST(ld->cfg, k, char *);
-    if (access(path, R_OK) == 0)
+    if (access(path, F_OK) == 0)
         return;
     const config_origin *o = &ld->cfg->origins[schema_index(k)];
     char why[PATH_MAX + 128];
@@ -1481,8 +1484,8 @@ static void check_tls(loader *ld)
     const config_key *cert = schema_find("api.tls.cert"), *key = schema_find("api.tls.key");
     bool has_cert = ld->cfg->api_tls_cert != NULL, has_key = ld->cfg->api_tls_key != NULL;
     if (has_cert && has_key) {
-        check_readable(ld, cert);
-        check_readable(ld, key);
+        check_exists(ld, cert);
+        check_exists(ld, key);
     } else if (has_cert || has_key) {
         const config_key *set = has_cert ? cert : key, *missing = has_cert ? key : cert;
         const config_origin *o = &ld->cfg->origins[schema_index(set)];

@@ -351,18 +351,36 @@ static int start_loop_handles(server *s, cx_error *err)
     return 0;
 }
 
+static void warn_tls_expiry(int64_t expires_at)
+{
+    int64_t now = (int64_t)(time_now_ms() / 1000);
+    if (expires_at <= 0)
+        return;
+    if (expires_at < now)
+        log_error("tls", "the API certificate (api.tls.cert) expired %lld days ago; clients "
+                  "will refuse it", (long long)((now - expires_at) / 86400));
+    else if (expires_at < now + 14 * 86400)
+        log_warn("tls", "the API certificate (api.tls.cert) expires in %lld days",
+                 (long long)((expires_at - now) / 86400));
+}
+
 /* Everything up to a serving API; returns an exit code, 0 when serving. */
 static int start(server *s, cx_error *err)
 {
     config_diag diag = {0};
     if (config_load(&s->flags, environ, &s->app.config, &diag, err) < 0) {
         print_diag(&diag);
-        if (diag.error_count == 0)
-            fprintf(stderr, "caxton: error: %s\n", err->msg);
+        if (diag.error_count > 0)
+            cx_error_clear(err); /* printed in full already */
         config_diag_free(&diag);
         return SERVER_EXIT_CONFIG;
     }
     cx_config *cfg = s->app.config;
+    int64_t tls_expiry = 0;
+    if (http_check_tls(cfg, &tls_expiry, err) < 0) {
+        config_diag_free(&diag);
+        return SERVER_EXIT_CONFIG;
+    }
     log_level level = LOG_INFO;
     log_parse_level(cfg->logging_level, &level);
     log_set_level(level);
@@ -379,6 +397,7 @@ static int start(server *s, cx_error *err)
     }
     log_warnings(&diag);
     config_diag_free(&diag);
+    warn_tls_expiry(tls_expiry);
     log_info("server", "caxton %s starting (pid %d, data dir %s, config %s)", CAXTON_VERSION,
              s->app.pid, cfg->data_dir, cfg->file_path ? cfg->file_path : "none: defaults");
 
@@ -443,7 +462,7 @@ int server_main(const config_flags *flags)
     int code = start(&s, &err);
     if (code != SERVER_EXIT_OK) {
         /* Config file errors were printed line by line already. */
-        if (err.code != 0 && s.app.config)
+        if (err.code != 0)
             log_error("server", "%s", err.msg);
         stop(&s);
         log_close();

@@ -198,6 +198,59 @@ static void test_environment(void **state)
     assert_non_null(strstr(err.msg, "CAXTON_OUTPUT"));
 }
 
+/* --cacert: a file flag on every command that talks to the server, in both
+ * forms and anywhere on the line; commands that need no server refuse it. */
+static void test_cacert_flag(void **state)
+{
+    (void)state;
+    cli_invocation inv;
+    cx_error err;
+    assert_int_equal(PARSE(&inv, &err, "status", "--cacert", "ca.pem"), CLI_PARSE_RUN);
+    assert_string_equal(cli_flag_value(&inv, "cacert"), "ca.pem");
+    assert_int_equal(PARSE(&inv, &err, "health-check", "--cacert=/etc/ca.pem", "--comprehensive"),
+                     CLI_PARSE_RUN);
+    assert_string_equal(cli_flag_value(&inv, "cacert"), "/etc/ca.pem");
+    assert_true(cli_flag_set(&inv, "comprehensive"));
+    /* Before the group: the first pass skips its value, so "ca.pem" is no command. */
+    assert_int_equal(PARSE(&inv, &err, "--cacert", "ca.pem", "token", "list"), CLI_PARSE_RUN);
+    assert_string_equal(inv.command->name, "list");
+    assert_string_equal(cli_flag_value(&inv, "cacert"), "ca.pem");
+    assert_int_equal(inv.arg_count, 0);
+    assert_int_equal(PARSE(&inv, &err, "token", "revoke", "grafana", "--cacert", "ca.pem"),
+                     CLI_PARSE_RUN);
+    assert_string_equal(inv.args[0], "grafana");
+    assert_string_equal(cli_flag_value(&inv, "cacert"), "ca.pem");
+
+    assert_int_equal(PARSE(&inv, &err, "status", "--cacert"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "--cacert"));
+    assert_int_equal(PARSE(&inv, &err, "status", "--cacert="), CLI_PARSE_ERROR);
+    assert_int_equal(PARSE(&inv, &err, "config", "validate", "x.yaml", "--cacert", "ca.pem"),
+                     CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "unknown flag '--cacert'"));
+
+    /* Every command that talks to a server offers it: those that connect
+     * through cli_connect and the service commands that check the server. */
+    const cli_table *t = &cli_builtin_table;
+    size_t with = 0;
+    for (size_t i = 0; i < t->command_count; i++) {
+        const cli_command *cmd = &t->commands[i];
+        bool connects = cmd->handler == cmd_status || cmd->handler == cmd_health_check ||
+                        cmd->handler == cmd_config_show || cmd->handler == cmd_token_create ||
+                        cmd->handler == cmd_token_list || cmd->handler == cmd_token_revoke ||
+                        cmd->handler == cmd_service_start || cmd->handler == cmd_service_restart ||
+                        cmd->handler == cmd_service_status;
+        bool has = false;
+        for (size_t j = 0; cmd->flags && cmd->flags[j]; j++)
+            if (strcmp(cmd->flags[j]->name, "cacert") == 0) {
+                has = true;
+                assert_int_equal(cmd->flags[j]->kind, CLI_FILE);
+            }
+        assert_int_equal(has, connects);
+        with += has;
+    }
+    assert_int_equal(with, 9);
+}
+
 /* ---- Time windows --------------------------------------------------------------------------- */
 
 static int fake_handler(const cli_invocation *inv)
@@ -482,12 +535,14 @@ static void test_completion_script(void **state)
     assert_non_null(strstr(sb.data, "--role) COMPREPLY=($(compgen -W \"viewer operator admin\""));
     assert_non_null(strstr(sb.data, "--output) COMPREPLY=($(compgen -W \"table json\""));
     assert_non_null(strstr(sb.data, "--data-dir) COMPREPLY=($(compgen -d"));
+    assert_non_null(strstr(sb.data, "--cacert) COMPREPLY=($(compgen -f"));
+    assert_non_null(strstr(sb.data, "\"token list\") flags=\"$flags --cacert\""));
     strbuf_free(&sb);
 
     strbuf_init(&sb);
     const cli_command *create = cli_find_command(&cli_builtin_table, "token", "create");
     assert_int_equal(cli_usage_line(create, &sb), 0);
-    assert_string_equal(sb.data, "caxton token create --role ROLE --name NAME");
+    assert_string_equal(sb.data, "caxton token create --role ROLE --name NAME [--cacert FILE]");
     strbuf_free(&sb);
     strbuf_init(&sb);
     assert_int_equal(cli_usage_line(&window_commands[0], &sb), 0);
@@ -507,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_group_and_command_suggestions),
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_environment),
+        cmocka_unit_test(test_cacert_flag),
         cmocka_unit_test(test_window_last),
         cmocka_unit_test(test_window_since_until),
         cmocka_unit_test(test_rfc3339),

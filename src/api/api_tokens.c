@@ -57,7 +57,7 @@ void api_tokens_list(http_request *req, http_response *res)
     cx_error err;
     if (state_token_foreach(req->app->state, add_token, &page, &err) < 0) {
         json_decref(page.items);
-        http_reply_error(res, req, 500, err.code, NULL, NULL, "%s", err.msg);
+        http_reply_internal(res, req, &err);
         return;
     }
     if (page.cursor && !page.past_cursor) {
@@ -111,7 +111,7 @@ void api_tokens_create(http_request *req, http_response *res)
     char secret[TOKEN_SECRET_LEN + 1];
     cx_error err;
     if (state_token_create(req->app->state, name, role, &t, secret, &err) < 0) {
-        http_reply_error(res, req, 500, err.code, NULL, NULL, "%s", err.msg);
+        http_reply_internal(res, req, &err);
         return;
     }
     auth_upsert(&t);
@@ -129,14 +129,48 @@ void api_tokens_create(http_request *req, http_response *res)
     memset(secret, 0, sizeof secret);
 }
 
+typedef struct admin_census {
+    const char *id;
+    bool target_is_active_admin;
+    int64_t active_admins;
+} admin_census;
+
+static int count_admins(const token_record *t, void *arg)
+{
+    admin_census *c = arg;
+    if (t->role == TOKEN_ROLE_ADMIN && !t->revoked_at_ms) {
+        c->active_admins++;
+        if (strcmp(t->id, c->id) == 0)
+            c->target_is_active_admin = true;
+    }
+    return 0;
+}
+
 void api_tokens_revoke(http_request *req, http_response *res)
 {
     const char *id = req->params[0];
     token_record t = {0};
     cx_error err;
-    if (state_token_revoke(req->app->state, id, &t, &err) < 0) {
-        http_reply_error(res, req, 0, err.code, err.code == CX_ENOTFOUND ? "TOKEN_NOT_FOUND" : NULL,
-                         NULL, "%s", err.msg);
+    /* Revoking the last admin token would leave nobody able to manage tokens. */
+    admin_census census = {.id = id};
+    if (state_token_foreach(req->app->state, count_admins, &census, &err) < 0) {
+        http_reply_internal(res, req, &err);
+        return;
+    }
+    if (census.target_is_active_admin && census.active_admins == 1) {
+        http_reply_error(res, req, 409, CX_EEXIST, "LAST_ADMIN_TOKEN", NULL,
+                         "%s is the last active admin token; create another first ('caxton "
+                         "token create --role admin --name NAME'), then revoke this one",
+                         id);
+        return;
+    }
+    int rc = state_token_revoke(req->app->state, id, &t, &err);
+    if (rc == CX_ENOTFOUND) {
+        http_reply_error(res, req, 404, rc, "TOKEN_NOT_FOUND", NULL, "%s", err.msg);
+        return;
+    }
+    if (rc < 0) {
+        http_reply_internal(res, req, &err);
         return;
     }
     auth_upsert(&t);

@@ -29,6 +29,7 @@
 
 #define LISTEN_BACKLOG 4096
 #define CONNECTION_MEMORY (64 * 1024)
+#define BODY_DISCARD_MAX (16 * 1024 * 1024) /* over api.max_body, before hanging up */
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -55,6 +56,7 @@ typedef struct request_ctx {
     http_request req;
     http_response res;
     strbuf body;
+    uint64_t body_received; /* bytes of body seen, kept or not */
     bool body_too_big;
     bool answered;   /* res is filled in */
     bool dispatched; /* waiting for the loop */
@@ -115,12 +117,34 @@ void http_reply_error(http_response *res, const http_request *req, unsigned stat
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    /* Messages quote client input (paths, names), which need not be UTF-8,
+     * and truncation can cut a character in two: JSON strings must be UTF-8. */
+    text_make_utf8(message);
+    status = status ? status : (unsigned)cx_error_http_status(cx_code);
     json_t *error = json_pack("{s:s, s:s, s:o, s:s}", "code",
                               api_code ? api_code : cx_error_api_code(cx_code), "message", message,
                               "details", details ? details : json_object(), "request_id",
                               req ? req->request_id : "");
-    http_reply_json(res, status ? status : (unsigned)cx_error_http_status(cx_code),
-                    json_pack("{s:o}", "error", error));
+    json_t *body = error ? json_pack("{s:o}", "error", error) : NULL;
+    if (!body) {
+        static const char fallback[] = "{\"error\":{\"code\":\"INTERNAL\","
+                                       "\"message\":\"the error could not be encoded\"}}";
+        http_reply_static(res, status, "application/json; charset=utf-8", fallback,
+                          sizeof fallback - 1);
+        return;
+    }
+    http_reply_json(res, status, body);
+}
+
+void http_reply_internal(http_response *res, const http_request *req, const cx_error *err)
+{
+    log_event(LOG_STREAM_SERVER, LOG_ERROR, "http",
+              json_pack("{s:s, s:s, s:s}", "request_id", req->request_id, "method", req->method,
+                        "path", req->path),
+              "%s", err->msg);
+    http_reply_error(res, req, 500, CX_EINTERNAL, NULL, NULL,
+                     "internal error; the server log has the details under request id %s",
+                     req->request_id);
 }
 
 const char *http_query(const http_request *req, const char *name)
@@ -240,25 +264,32 @@ static bool path_is_public(http_server *s, const char *path)
     return found;
 }
 
+typedef struct touch_job {
+    app *app;
+    char token_id[TOKEN_ID_LEN + 1];
+} touch_job;
+
 static void touch_token(void *arg)
 {
-    char *id = arg;
-    app *a = *(app **)(id + TOKEN_ID_LEN + 1);
+    touch_job *job = arg;
     cx_error err;
-    if (a->state && state_token_touch(a->state, id, time_now_ms(), &err) < 0)
+    if (state_token_touch(job->app->state, job->token_id, time_now_ms(), &err) < 0)
         log_warn("auth", "%s", err.msg);
-    free(id);
+    free(job);
 }
 
+/* Records a token's use on the loop without waiting for it. */
 static void schedule_touch(request_ctx *ctx)
 {
-    /* The token id followed by the app pointer, in one allocation. */
-    char *job = malloc(TOKEN_ID_LEN + 1 + sizeof(app *));
+    app *a = ctx->server->app;
+    if (__atomic_load_n(&a->stopping, __ATOMIC_RELAXED))
+        return;
+    touch_job *job = malloc(sizeof *job);
     if (!job)
         return;
-    memcpy(job, ctx->req.who.token_id, TOKEN_ID_LEN + 1);
-    memcpy(job + TOKEN_ID_LEN + 1, &ctx->server->app, sizeof(app *));
-    if (dispatch_post(ctx->server->app->dispatch, touch_token, job) < 0)
+    job->app = a;
+    memcpy(job->token_id, ctx->req.who.token_id, sizeof job->token_id);
+    if (dispatch_post(a->dispatch, touch_token, job) < 0)
         free(job);
 }
 
@@ -418,12 +449,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_data_size > 0) {
         uint64_t max_body = __atomic_load_n(&s->max_body, __ATOMIC_RELAXED);
-        if (ctx->body.len + *upload_data_size > max_body)
-            ctx->body_too_big = true;
-        else if (ctx->route->takes_body &&
-                 strbuf_append(&ctx->body, upload_data, *upload_data_size) < 0)
-            return MHD_NO;
+        size_t chunk = *upload_data_size;
         *upload_data_size = 0;
+        ctx->body_received += chunk;
+        if (ctx->body_received > max_body) {
+            /* libmicrohttpd 0.9.75 cannot answer in the middle of a body, so
+             * the rest is read and dropped, up to a bound; a client that sends
+             * more than that is cut off without an answer. */
+            ctx->body_too_big = true;
+            return ctx->body_received - max_body > BODY_DISCARD_MAX ? MHD_NO : MHD_YES;
+        }
+        if (ctx->route->takes_body && strbuf_append(&ctx->body, upload_data, chunk) < 0)
+            return MHD_NO;
         return MHD_YES;
     }
     if (ctx->answered)
@@ -557,44 +594,13 @@ static int listen_socket(int fd)
     return listen(fd, LISTEN_BACKLOG);
 }
 
-/* "host:port" or "[v6]:port" into host and port strings. */
-static int split_listen(const char *address, char *host, size_t host_size, char *port,
-                        size_t port_size, cx_error *err)
-{
-    const char *colon;
-    const char *h = address;
-    size_t hlen;
-    if (address[0] == '[') {
-        const char *close = strchr(address, ']');
-        if (!close || close[1] != ':')
-            goto bad;
-        h = address + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(address, ':');
-        if (!colon)
-            goto bad;
-        hlen = (size_t)(colon - address);
-    }
-    if (hlen == 0 || hlen >= host_size || strlen(colon + 1) == 0 || strlen(colon + 1) >= port_size)
-        goto bad;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    snprintf(port, port_size, "%s", colon + 1);
-    return 0;
-bad:
-    return cx_error_set(err, CX_ECONFIG,
-                        "api.listen '%s' is not HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)",
-                        address);
-}
-
 static int bind_listen(const char *address, char *bound, size_t bound_size, cx_error *err)
 {
-    char host[128], port[16];
-    int rc = split_listen(address, host, sizeof host, port, sizeof port, err);
-    if (rc < 0)
-        return rc;
+    char host[HOSTPORT_HOST_MAX + 1], port[8];
+    unsigned port_number;
+    if (hostport_split(address, host, sizeof host, &port_number, err) < 0)
+        return err->code = CX_ECONFIG, cx_error_wrap(err, "api.listen");
+    snprintf(port, sizeof port, "%u", port_number);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *list = NULL;
@@ -805,15 +811,8 @@ http_server *http_start(app *a, const cx_config *cfg, cx_error *err)
         return NULL;
     }
     a->tls = s->tls_cert != NULL;
-    const char *host = a->listen;
     char local[150];
-    /* A wildcard address is reached through loopback from this host. */
-    if (str_has_prefix(host, "0.0.0.0:"))
-        snprintf(local, sizeof local, "127.0.0.1%s", host + 7);
-    else if (str_has_prefix(host, "[::]:"))
-        snprintf(local, sizeof local, "[::1]%s", host + 4);
-    else
-        snprintf(local, sizeof local, "%s", host);
+    hostport_local(a->listen, local, sizeof local); /* how this host reaches it */
     snprintf(a->url, sizeof a->url, "%s://%s", a->tls ? "https" : "http", local);
 
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |

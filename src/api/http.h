@@ -57,6 +57,9 @@ void http_reply_json(http_response *res, unsigned status, json_t *body);
 void http_reply_error(http_response *res, const http_request *req, unsigned status,
                       int cx_code, const char *api_code, json_t *details, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
+/* 500 without internals for the client; err goes to the log with the
+ * request id. */
+void http_reply_internal(http_response *res, const http_request *req, const cx_error *err);
 /* A query argument or NULL. */
 const char *http_query(const http_request *req, const char *name);
 /* limit (default 50, 1..500) and cursor; 0 or CX_EINVAL (reply already set). */

@@ -10,9 +10,11 @@
  *
  * Time windows (--last-<duration>, --since, --until) are parsed here too, for
  * the commands that declare CLI_CMD_WINDOW. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli_internal.h"
 #include "core/units.h"
@@ -27,7 +29,8 @@ static const cli_flag flag_server = {"server", CLI_TEXT, "URL", NULL, false,
                                      "or the config's api.listen)"};
 static const cli_flag flag_token = {"token", CLI_TEXT, "TOKEN", NULL, false,
                                     "API token (CAXTON_TOKEN; default "
-                                    "<data_dir>/tokens/admin.token when readable)"};
+                                    "<data_dir>/tokens/admin.token when readable, unless "
+                                    "--server or CAXTON_SERVER names the server)"};
 static const cli_flag flag_timeout = {"timeout", CLI_DURATION, NULL, NULL, false,
                                       "Time limit (default 10s unless the command says)"};
 static const cli_flag flag_config = {"config", CLI_FILE, NULL, NULL, false,
@@ -91,15 +94,6 @@ bool cli_group_is_command(const cli_table *table, const cli_group *group)
     return cli_find_command(table, group->name, NULL) != NULL;
 }
 
-const char *cli_getenv(char *const *envp, const char *name)
-{
-    size_t len = strlen(name);
-    for (size_t i = 0; envp && envp[i]; i++)
-        if (strncmp(envp[i], name, len) == 0 && envp[i][len] == '=')
-            return envp[i] + len + 1;
-    return NULL;
-}
-
 static const cli_flag *flag_in_list(const cli_flag *const *flags, const char *name, size_t len,
                                     size_t *index)
 {
@@ -143,6 +137,13 @@ bool cli_flag_set(const cli_invocation *inv, const char *name)
 }
 
 /* ---- Time ----------------------------------------------------------------------------------- */
+
+void cli_sleep_ms(uint64_t ms)
+{
+    struct timespec left = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ; /* left holds what remains */
+}
 
 static bool parse_digits(const char **p, int count, int *out)
 {
@@ -517,8 +518,14 @@ static cli_parse_result parse_flags(cli_invocation *inv, int argc, char **argv, 
             }
             value = argv[++i];
         }
-        if (help_only)
+        if (help_only) {
+            /* Of the flags, only --output matters to --version; a bad one is
+             * no reason to refuse help or the version. */
+            cx_error ignored;
+            if (f == &flag_output && check_value(f, value, &ignored) == 0)
+                apply_global(inv, f, value);
             continue;
+        }
         if (check_value(f, value, err) != 0)
             return CLI_PARSE_ERROR;
         if (f == &flag_since || f == &flag_until) {
@@ -607,11 +614,11 @@ static cli_parse_result missing_command(const cli_table *table, const cli_group 
 static void apply_environment(cli_invocation *inv)
 {
     if (!inv->server)
-        inv->server = cli_getenv(inv->envp, "CAXTON_SERVER");
+        inv->server = env_lookup(inv->envp, "CAXTON_SERVER");
     if (inv->server && inv->server[0] == '\0')
         inv->server = NULL;
     if (!inv->token)
-        inv->token = cli_getenv(inv->envp, "CAXTON_TOKEN");
+        inv->token = env_lookup(inv->envp, "CAXTON_TOKEN");
     if (inv->token && inv->token[0] == '\0')
         inv->token = NULL;
 }
@@ -676,8 +683,13 @@ cli_parse_result cli_parse(const cli_table *table, int argc, char **argv, char *
         return rc;
     if (inv->help)
         return CLI_PARSE_HELP;
-    if (inv->version)
+    if (inv->version) {
+        const char *env = env_lookup(envp, "CAXTON_OUTPUT");
+        cx_error ignored;
+        if (!inv->output_given && env && check_value(&flag_output, env, &ignored) == 0)
+            apply_global(inv, &flag_output, env);
         return CLI_PARSE_VERSION;
+    }
     if (!inv->group) {
         cx_error_set(err, CX_EINVAL, "no command given (see 'caxton help')");
         return CLI_PARSE_ERROR;
@@ -687,7 +699,7 @@ cli_parse_result cli_parse(const cli_table *table, int argc, char **argv, char *
 
     /* The environment fills what the flags did not say. */
     if (!inv->output_given) {
-        const char *env = cli_getenv(envp, "CAXTON_OUTPUT");
+        const char *env = env_lookup(envp, "CAXTON_OUTPUT");
         if (env && env[0]) {
             if (check_value(&flag_output, env, err) != 0) {
                 cx_error_wrap(err, "CAXTON_OUTPUT");

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli_internal.h"
+#include "cli/output.h"
 #include "core/util.h"
 
 #ifndef CAXTON_VERSION
@@ -139,6 +140,23 @@ const cli_table cli_builtin_table = {
 
 /* ---- Entry point ---------------------------------------------------------------------------- */
 
+/* `caxton --version`: "caxton 0.1.0", or {"version":"0.1.0"} with --output json. */
+static int print_version(const cli_invocation *inv)
+{
+    if (inv->output != CLI_OUTPUT_JSON) {
+        printf("caxton %s\n", CAXTON_VERSION);
+        return CLI_EXIT_OK;
+    }
+    json_t *doc = json_pack("{s:s}", "version", CAXTON_VERSION);
+    if (!doc) {
+        fprintf(stderr, "caxton: out of memory\n");
+        return CLI_EXIT_PROBLEM;
+    }
+    output_json(stdout, doc);
+    json_decref(doc);
+    return CLI_EXIT_OK;
+}
+
 int cli_main(int argc, char **argv)
 {
     const cli_table *table = &cli_builtin_table;
@@ -152,8 +170,7 @@ int cli_main(int argc, char **argv)
         rc = CLI_EXIT_OK;
         break;
     case CLI_PARSE_VERSION:
-        printf("caxton %s\n", CAXTON_VERSION);
-        rc = CLI_EXIT_OK;
+        rc = print_version(&inv);
         break;
     case CLI_PARSE_ERROR:
         if (argc <= 1) {

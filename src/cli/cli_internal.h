@@ -162,8 +162,9 @@ cli_parse_result cli_parse(const cli_table *table, int argc, char **argv, char *
 const char *cli_flag_value(const cli_invocation *inv, const char *name);
 bool cli_flag_set(const cli_invocation *inv, const char *name);
 
-/* An environment variable from inv->envp, or NULL. */
-const char *cli_getenv(char *const *envp, const char *name);
+/* Sleeps ms milliseconds, all of them: a signal that interrupts nanosleep()
+ * does not cut the wait short. */
+void cli_sleep_ms(uint64_t ms);
 
 /* ---- Help and completion (help.c) ----------------------------------------------------------- */
 
@@ -184,15 +185,24 @@ void cli_command_label(const cli_command *cmd, char *buf, size_t size);
 int cli_exit_for_http_status(long status);
 
 /* Builds the client for a command that talks to the server: server URL and
- * token from flags, environment, the data dir and the config file. Prints
- * config errors itself; returns an exit code (0 when c is ready). */
+ * token from flags, environment, the data dir and the config file (the last
+ * two only when no server was named). Prints config errors itself; returns
+ * an exit code (0 when c is ready). */
 int cli_connect(const cli_invocation *inv, client *c);
+/* config_load as the client commands do it: the invocation's --config and
+ * --data-dir over flags' other fields, in client mode (config_flags.client).
+ * When the file was skipped as unreadable, says so on stderr. */
+int cli_config_load(const cli_invocation *inv, config_flags *flags, cx_config **out,
+                    config_diag *diag, cx_error *err);
+/* <data_dir>/tokens/admin.token, trimmed, or NULL when unreadable. Only for
+ * a server found locally (client.local). free() the result. */
+char *cli_local_token(const char *data_dir);
 /* Gives a client made with client_init the CA file to trust: --cacert (when
  * the command has it), else CAXTON_CACERT, else the config's api.tls.cert
- * when the server was found locally (no --server/CAXTON_SERVER), c->url is
- * https and the file is readable; else none (the system's CAs). cfg may be
- * NULL. Prints the problem and returns an exit code: 2 when --cacert or
- * CAXTON_CACERT names an unreadable file. */
+ * when the server was found locally (c->local), c->url is https and the file
+ * is readable; else none (the system's CAs). cfg may be NULL. Prints the
+ * problem and returns an exit code: 2 when --cacert or CAXTON_CACERT names
+ * an unreadable file. */
 int cli_client_trust(const cli_invocation *inv, const cx_config *cfg, client *c);
 /* Prints why a request failed (rc from client_request) and returns the exit
  * code: 3 for an unreachable server, or for a certificate that could not be

@@ -6,13 +6,17 @@
  * CAXTON_SERVER > <data_dir>/run/api.url (written by the server, so it is
  * right even for port 0) > http(s)://<api.listen> with wildcard addresses
  * turned into loopback; the token is --token > CAXTON_TOKEN >
- * <data_dir>/tokens/admin.token when readable; the CA file for https is
+ * <data_dir>/tokens/admin.token when readable and the server was found
+ * locally (data dir or api.listen, not --server/CAXTON_SERVER: the admin
+ * token is never sent to a server someone named); the CA file for https is
  * --cacert > CAXTON_CACERT > the config's api.tls.cert when the server was
- * found locally (data dir or api.listen, not --server/CAXTON_SERVER) and the
- * file is readable. Reporting: one wording for an unreachable server (exit
- * 3), for a certificate that cannot be verified (exit 3, naming --cacert),
- * for HTTP errors ("error CODE: message", exit 1, 3 or 4) and for config
- * errors (exit 2), shared by every command. */
+ * found locally and the file is readable. The config is loaded in client
+ * mode (config_flags.client), and not at all for --server, so a config only
+ * the server can use (secrets in ${VAR}, a file only it may read) does not
+ * stop these commands. Reporting: one wording for an unreachable server
+ * (exit 3), for a certificate that cannot be verified (exit 3, naming
+ * --cacert), for HTTP errors ("error CODE: message", exit 1, 3 or 4) and for
+ * config errors (exit 2), shared by every command. */
 #include "cli/client.h"
 
 #include <curl/curl.h>
@@ -78,50 +82,17 @@ char *client_url_escape(const char *text)
     return strbuf_detach(&sb);
 }
 
-static bool valid_port(const char *port)
-{
-    if (!*port || strlen(port) > 5)
-        return false;
-    long v = 0;
-    for (const char *p = port; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-        v = v * 10 + (*p - '0');
-    }
-    return v >= 1 && v <= 65535;
-}
-
 char *client_url_from_listen(const char *listen, bool tls)
 {
-    char host[256];
-    const char *port;
-    if (!listen)
+    char host[HOSTPORT_HOST_MAX + 1], local[HOSTPORT_HOST_MAX + 16];
+    unsigned port;
+    cx_error err;
+    if (!listen || hostport_split(listen, host, sizeof host, &port, &err) != 0 || port == 0)
         return NULL;
-    if (listen[0] == '[') {
-        const char *close = strchr(listen, ']');
-        if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof host)
-            return NULL;
-        snprintf(host, sizeof host, "%.*s", (int)(close - listen - 1), listen + 1);
-        port = close + 2;
-        if (strcmp(host, "::") == 0 || strcmp(host, "::0") == 0)
-            snprintf(host, sizeof host, "::1");
-    } else {
-        const char *colon = strrchr(listen, ':');
-        if (!colon || memchr(listen, ':', (size_t)(colon - listen)) ||
-            (size_t)(colon - listen) >= sizeof host)
-            return NULL;
-        snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
-        port = colon + 1;
-        if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
-            snprintf(host, sizeof host, "127.0.0.1");
-    }
-    if (!valid_port(port))
-        return NULL;
+    hostport_local(listen, local, sizeof local);
     strbuf sb;
     strbuf_init(&sb);
-    bool v6 = strchr(host, ':') != NULL;
-    if (strbuf_appendf(&sb, "%s://%s%s%s:%s", tls ? "https" : "http", v6 ? "[" : "", host,
-                       v6 ? "]" : "", port) != 0) {
+    if (strbuf_appendf(&sb, "%s://%s", tls ? "https" : "http", local) != 0) {
         strbuf_free(&sb);
         return NULL;
     }
@@ -455,9 +426,13 @@ int cli_report_http_error(const client *c, const client_response *resp)
     const json_t *details = json_object_get(error_object(resp), "details");
     if (json_is_object(details))
         print_details(details);
-    if (resp->status == 401 && !c->token)
+    if (resp->status == 401 && !c->token && c->local)
         fprintf(stderr, "caxton: no token was sent; pass --token, set CAXTON_TOKEN, or run as a "
                         "user who can read <data_dir>/" DATADIR_ADMIN_TOKEN "\n");
+    else if (resp->status == 401 && !c->token)
+        fprintf(stderr, "caxton: no token was sent; pass --token or set CAXTON_TOKEN (the local "
+                        "admin token is not sent to a server named by --server or "
+                        "CAXTON_SERVER)\n");
     else if (resp->status == 403)
         fprintf(stderr, "caxton: this token's role does not allow it; use a token with a "
                         "higher role ('caxton token create --role ...')\n");
@@ -491,7 +466,7 @@ int cli_client_trust(const cli_invocation *inv, const cx_config *cfg, client *c)
     const char *path = cli_flag_value(inv, "cacert");
     if (!path) {
         source = "CAXTON_CACERT";
-        path = cli_getenv(inv->envp, "CAXTON_CACERT");
+        path = env_lookup(inv->envp, "CAXTON_CACERT");
         if (path && !path[0])
             path = NULL; /* empty counts as unset */
     }
@@ -501,7 +476,7 @@ int cli_client_trust(const cli_invocation *inv, const cx_config *cfg, client *c)
     }
     /* A server found locally is this host's own: its certificate (self-signed
      * or not) is a trust anchor the operator already has. */
-    if (!path && !inv->server && cfg && cfg->api_tls_cert && str_has_prefix(c->url, "https://") &&
+    if (!path && c->local && cfg && cfg->api_tls_cert && str_has_prefix(c->url, "https://") &&
         access(cfg->api_tls_cert, R_OK) == 0)
         path = cfg->api_tls_cert;
     cx_error err;
@@ -512,55 +487,78 @@ int cli_client_trust(const cli_invocation *inv, const cx_config *cfg, client *c)
     return CLI_EXIT_OK;
 }
 
+int cli_config_load(const cli_invocation *inv, config_flags *flags, cx_config **out,
+                    config_diag *diag, cx_error *err)
+{
+    flags->config_path = inv->config_path;
+    flags->data_dir = inv->data_dir;
+    flags->client = true;
+    int rc = config_load(flags, inv->envp, out, diag, err);
+    if (rc == 0 && (*out)->file_unreadable)
+        fprintf(stderr,
+                "caxton: warning: cannot read the config file %s (%s); using the defaults, "
+                "CAXTON_* environment and flags (run as a user who can read it, or pass "
+                "--server URL)\n",
+                (*out)->file_unreadable, strerror(EACCES));
+    return rc;
+}
+
+/* The URL of the server found on this host: its URL file in the data dir,
+ * else the config's api.listen. Prints why not and returns NULL. */
+static char *local_server_url(const cx_config *cfg)
+{
+    char *path = path_join(cfg->data_dir, DATADIR_URL_FILE);
+    char *url = client_read_trimmed(path, 4096);
+    free(path);
+    if (!url)
+        url = client_url_from_listen(cfg->api_listen, cfg->api_tls_cert != NULL);
+    if (!url)
+        /* Port 0 (any free port): only the server's URL file knows, and it is gone. */
+        fprintf(stderr,
+                "caxton: cannot work out the server's URL: %s/" DATADIR_URL_FILE
+                " is missing or unreadable (is the server running?) and api.listen '%s' "
+                "names no fixed port; pass --server URL or set CAXTON_SERVER\n",
+                cfg->data_dir, cfg->api_listen ? cfg->api_listen : "");
+    return url;
+}
+
+char *cli_local_token(const char *data_dir)
+{
+    char *path = data_dir ? path_join(data_dir, DATADIR_ADMIN_TOKEN) : NULL;
+    char *token = client_read_trimmed(path, CLIENT_MAX_TOKEN_FILE);
+    free(path);
+    return token;
+}
+
 int cli_connect(const cli_invocation *inv, client *c)
 {
-    config_flags flags = {.config_path = inv->config_path, .data_dir = inv->data_dir};
-    config_diag diag = {0};
     cx_config *cfg = NULL;
     cx_error err;
     cx_error_clear(&err);
     memset(c, 0, sizeof *c);
 
-    if (config_load(&flags, inv->envp, &cfg, &diag, &err) != 0) {
-        cfg = NULL;
-        if (!inv->server) {
+    /* A named server needs nothing from this host's configuration. */
+    char *url = NULL;
+    if (inv->server) {
+        url = str_dup(inv->server);
+    } else {
+        config_flags flags = {0};
+        config_diag diag = {0};
+        if (cli_config_load(inv, &flags, &cfg, &diag, &err) != 0) {
             cli_print_config_errors(&diag, &err);
             config_diag_free(&diag);
             return CLI_EXIT_USAGE;
         }
-    }
-    config_diag_free(&diag);
-
-    const char *data_dir = cfg ? cfg->data_dir : inv->data_dir;
-    char *url = NULL, *token = NULL;
-    if (inv->server) {
-        url = str_dup(inv->server);
-    } else {
-        char *path = data_dir ? path_join(data_dir, DATADIR_URL_FILE) : NULL;
-        url = client_read_trimmed(path, 4096);
-        free(path);
-        if (!url)
-            url = client_url_from_listen(cfg->api_listen, cfg->api_tls_cert != NULL);
+        config_diag_free(&diag);
+        url = local_server_url(cfg);
         if (!url) {
-            /* Port 0 (any free port): only the server's URL file knows, and it is gone. */
-            fprintf(stderr,
-                    "caxton: cannot work out the server's URL: %s/" DATADIR_URL_FILE
-                    " is missing or unreadable (is the server running?) and api.listen '%s' "
-                    "names no fixed port; pass --server URL or set CAXTON_SERVER\n",
-                    data_dir, cfg->api_listen ? cfg->api_listen : "");
             config_free(cfg);
             return CLI_EXIT_UNREACHABLE;
         }
     }
-    if (inv->token) {
-        token = str_dup(inv->token);
-    } else if (data_dir) {
-        char *path = path_join(data_dir, DATADIR_ADMIN_TOKEN);
-        token = client_read_trimmed(path, CLIENT_MAX_TOKEN_FILE);
-        free(path);
-    }
-    int rc = url ? client_init(c, url, token, inv->timeout_ms, &err)
-                 : cx_error_set(&err, CX_ENOMEM, "out of memory");
+    char *token = inv->token ? str_dup(inv->token) : cfg ? cli_local_token(cfg->data_dir) : NULL;
+    int rc = url && (token || !inv->token) ? client_init(c, url, token, inv->timeout_ms, &err)
+                                           : cx_error_set(&err, CX_ENOMEM, "out of memory");
     free(url);
     if (token) {
         memset(token, 0, strlen(token));
@@ -571,6 +569,7 @@ int cli_connect(const cli_invocation *inv, client *c)
         fprintf(stderr, "caxton: %s\n", err.msg);
         return CLI_EXIT_PROBLEM;
     }
+    c->local = inv->server == NULL;
     int exit_code = cli_client_trust(inv, cfg, c);
     config_free(cfg);
     if (exit_code != CLI_EXIT_OK)

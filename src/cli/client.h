@@ -26,6 +26,9 @@ typedef struct client {
     char *token;         /* bearer token, or NULL */
     char *cacert;        /* PEM file of trust anchors for https (CURLOPT_CAINFO), or NULL */
     uint64_t timeout_ms; /* per request, connecting included */
+    bool local;          /* the URL was found on this host (run/api.url, api.listen), not
+                          * given with --server/CAXTON_SERVER: only then are the admin
+                          * token file and the config's certificate used */
     bool cert_unverified; /* the last request failed: the server's certificate could not
                            * be verified (untrusted, wrong name, expired, bad CA file) */
     void *curl;          /* CURL easy handle, reused between requests */
@@ -60,7 +63,8 @@ const char *client_error_code(const client_response *resp);
 const char *client_error_message(const client_response *resp);
 
 /* "0.0.0.0:8080" -> "http://127.0.0.1:8080", "[::]:8443" with tls ->
- * "https://[::1]:8443". NULL on a malformed address. free() the result. */
+ * "https://[::1]:8443" (hostport_local). NULL on a malformed address or port
+ * 0 (any free port: only the server knows which). free() the result. */
 char *client_url_from_listen(const char *listen, bool tls);
 /* Adds "http://" when no scheme is given and drops trailing slashes. */
 char *client_normalize_url(const char *url);

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli_internal.h"
 #include "cli/output.h"
@@ -296,13 +295,6 @@ static int report_deep(const cli_invocation *inv, const client *c, const client_
     return cli_deep_exit_code(resp);
 }
 
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 static int wait_ready(const cli_invocation *inv, client *c, bool comprehensive)
 {
     uint64_t start = time_monotonic_ns() / 1000000u;
@@ -334,17 +326,20 @@ static int wait_ready(const cli_invocation *inv, client *c, bool comprehensive)
             client_response_free(&resp);
             return rc;
         }
+        /* An unverified certificate will not verify on the next try: say so now
+         * rather than after the whole timeout. Only "not up yet" is retried. */
+        if (rc != 0 && (rc != CX_ECONNECT || c->cert_unverified))
+            return cli_report_request_failure(c, rc, &err);
         if (rc == 0)
             cli_health_reason(&resp, reason, sizeof reason);
-        else if (rc == CX_ECONNECT && !c->cert_unverified)
-            snprintf(reason, sizeof reason, "%s", err.msg);
         else
-            return cli_report_request_failure(c, rc, &err);
+            snprintf(reason, sizeof reason, "%s", err.msg);
         client_response_free(&resp);
         now = time_monotonic_ns() / 1000000u;
         if (now >= deadline)
             break;
-        sleep_ms(deadline - now < WAIT_READY_INTERVAL_MS ? deadline - now : WAIT_READY_INTERVAL_MS);
+        uint64_t left = deadline - now;
+        cli_sleep_ms(left < WAIT_READY_INTERVAL_MS ? left : WAIT_READY_INTERVAL_MS);
     }
     char limit[32];
     units_format_duration(inv->timeout_ms, limit, sizeof limit);

@@ -21,7 +21,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli_internal.h"
@@ -67,31 +66,24 @@ static uint64_t now_ms(void)
     return time_monotonic_ns() / 1000000u;
 }
 
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* ---- Context -------------------------------------------------------------------------------- */
 
 static int service_open(const cli_invocation *inv, service_ctx *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
     ctx->inv = inv;
-    config_flags flags = {inv->config_path, inv->data_dir, cli_flag_value(inv, "log-dir"),
-                          cli_flag_value(inv, "listen")};
+    config_flags flags = {.log_dir = cli_flag_value(inv, "log-dir"),
+                          .listen = cli_flag_value(inv, "listen")};
     config_diag diag = {0};
     cx_error err;
     cx_error_clear(&err);
-    if (config_load(&flags, inv->envp, &ctx->cfg, &diag, &err) == 0) {
+    if (cli_config_load(inv, &flags, &ctx->cfg, &diag, &err) == 0) {
         ctx->data_dir = ctx->cfg->data_dir;
     } else {
         /* The data dir is all we need to find the lock; a given one is enough to go on
          * (a server we start reports the config errors itself). */
         ctx->cfg = NULL;
-        ctx->data_dir = inv->data_dir ? inv->data_dir : cli_getenv(inv->envp, "CAXTON_DATA_DIR");
+        ctx->data_dir = inv->data_dir ? inv->data_dir : env_lookup(inv->envp, "CAXTON_DATA_DIR");
         if (!ctx->data_dir || !ctx->data_dir[0]) {
             cli_print_config_errors(&diag, &err);
             config_diag_free(&diag);
@@ -182,7 +174,7 @@ static int service_probe(const service_ctx *ctx, service_state *st, cx_error *er
         if (!st->pid)
             st->pid = read_pid_file(ctx->pid_path);
         if (!st->pid)
-            sleep_ms(25);
+            cli_sleep_ms(25);
     }
     close(fd);
     return 0;
@@ -199,9 +191,11 @@ static int probe_or_report(const service_ctx *ctx, service_state *st)
     return rc == CX_EFORBIDDEN ? CLI_EXIT_DENIED : CLI_EXIT_PROBLEM;
 }
 
-/* The URL of the running server as the client would find it. */
-static char *service_url(const service_ctx *ctx)
+/* The URL of the running server as the client would find it; *local says
+ * whether it was found on this host rather than named (client.local). */
+static char *service_url(const service_ctx *ctx, bool *local)
 {
+    *local = ctx->inv->server == NULL;
     if (ctx->inv->server)
         return client_normalize_url(ctx->inv->server);
     char *path = path_join(ctx->data_dir, DATADIR_URL_FILE);
@@ -212,22 +206,21 @@ static char *service_url(const service_ctx *ctx)
     return url;
 }
 
-static int service_client(const service_ctx *ctx, const char *url, client *c)
+/* A client for url; local as in client.local: only a local server gets the
+ * admin token file. */
+static int service_client(const service_ctx *ctx, const char *url, bool local, client *c)
 {
-    char *token = NULL;
-    if (ctx->inv->token) {
-        token = str_dup(ctx->inv->token);
-    } else {
-        char *path = path_join(ctx->data_dir, DATADIR_ADMIN_TOKEN);
-        token = client_read_trimmed(path, CLIENT_MAX_TOKEN_FILE);
-        free(path);
-    }
+    char *token = ctx->inv->token ? str_dup(ctx->inv->token)
+                                  : local ? cli_local_token(ctx->data_dir) : NULL;
     cx_error err;
-    int rc = client_init(c, url, token, ctx->inv->timeout_ms, &err);
+    int rc = ctx->inv->token && !token ? cx_error_set(&err, CX_ENOMEM, "out of memory")
+                                       : client_init(c, url, token, ctx->inv->timeout_ms, &err);
     if (token) {
         memset(token, 0, strlen(token));
         free(token);
     }
+    if (rc == 0)
+        c->local = local;
     if (rc == 0 && cli_client_trust(ctx->inv, ctx->cfg, c) != CLI_EXIT_OK) {
         client_close(c);
         return CX_EINVAL;
@@ -236,10 +229,10 @@ static int service_client(const service_ctx *ctx, const char *url, client *c)
 }
 
 /* --verify-health: GET /health/deep on the server just started (or found). */
-static int verify_health(service_ctx *ctx, const char *url)
+static int verify_health(service_ctx *ctx, const char *url, bool local)
 {
     client c;
-    if (!url || service_client(ctx, url, &c) != 0) {
+    if (!url || service_client(ctx, url, local, &c) != 0) {
         fprintf(stderr, "caxton: cannot verify health: the server's URL is unknown\n");
         return CLI_EXIT_PROBLEM;
     }
@@ -388,7 +381,7 @@ static int report_early_exit(const service_ctx *ctx, pid_t pid, const start_wait
         r = waitpid(pid, &status, WNOHANG);
         if (r != 0 || now_ms() >= deadline)
             break;
-        sleep_ms(20);
+        cli_sleep_ms(20);
     }
     print_captured(w);
     json_object_set_new(ctx->report, "started", json_false());
@@ -525,7 +518,8 @@ static int spawn_and_wait(service_ctx *ctx, bool verify)
         json_object_set_new(ctx->report, "started", json_true());
         json_object_set_new(ctx->report, "pid", json_integer(pid));
         json_object_set_new(ctx->report, "url", json_string(w.url));
-        rc = verify ? verify_health(ctx, w.url) : CLI_EXIT_OK;
+        /* The server we just started is this host's own, whatever --server said. */
+        rc = verify ? verify_health(ctx, w.url, true) : CLI_EXIT_OK;
     } else if (w.ready_closed) {
         rc = report_early_exit(ctx, pid, &w, deadline + 2000);
     } else {
@@ -559,8 +553,9 @@ static int service_start(service_ctx *ctx)
         json_object_set_new(ctx->report, "pid", st.pid ? json_integer(st.pid) : json_null());
         if (!verify)
             return CLI_EXIT_OK;
-        char *url = service_url(ctx);
-        rc = verify_health(ctx, url);
+        bool local;
+        char *url = service_url(ctx, &local);
+        rc = verify_health(ctx, url, local);
         free(url);
         return rc;
     }
@@ -615,7 +610,7 @@ static int service_stop(service_ctx *ctx)
         limit = SERVICE_KILL_AFTER_MS + SERVICE_KILL_GRACE_MS;
     bool killed = false;
     for (;;) {
-        sleep_ms(SERVICE_POLL_MS);
+        cli_sleep_ms(SERVICE_POLL_MS);
         service_state now;
         if ((rc = probe_or_report(ctx, &now)) != 0)
             return rc;
@@ -663,10 +658,11 @@ static int service_stop(service_ctx *ctx)
 
 static void print_api_summary(service_ctx *ctx)
 {
-    char *url = service_url(ctx);
+    bool local;
+    char *url = service_url(ctx, &local);
     char problem[1024] = "";
     client c;
-    if (!url || service_client(ctx, url, &c) != 0) {
+    if (!url || service_client(ctx, url, local, &c) != 0) {
         snprintf(problem, sizeof problem, "the server's URL is unknown");
     } else {
         client_response resp;

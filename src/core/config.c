@@ -21,11 +21,14 @@
  * null (`key:` with nothing after it) is an error for a value but an empty
  * mapping for a section; `${VAR:-default}` uses the default when VAR is unset
  * or empty, as in the shell; llm.providers and tools.mcp_servers are only
- * checked to be mappings of mappings, their parts validate the contents. */
+ * checked to be mappings of mappings, their parts validate the contents; a
+ * client (config_flags.client) is let off what only the server needs: its
+ * secrets in ${VAR}, its TLS files, a config file only it may read. */
 #include "core/config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,7 +48,6 @@
 #define CONFIG_MAX_LIST 256           /* entries in api.public */
 #define CONFIG_MAX_KEY 64             /* bytes in one mapping key of the schema */
 #define CONFIG_MAX_DIAG 100           /* lines of each kind kept in config_diag */
-#define CONFIG_MAX_LISTEN 300         /* a 253-byte host name, brackets and a port */
 /* "file:line:column" buffers match config_origin.where, where they end up. */
 #define WHERE_MAX sizeof(((config_origin *)0)->where)
 
@@ -354,33 +356,21 @@ static bool host_char_ok(char c, bool v6)
     return c == '.' || c == '-' || (!v6 && c == '_') || (v6 && (c == ':' || c == '%'));
 }
 
-/* host:port with a name or IPv4 address, or [v6]:port. */
+/* The syntax and port range are hostport_split's, shared with the server
+ * and the client; the host is also checked here for characters no name or
+ * address has, so a typo fails at load rather than at bind. */
 static bool listen_valid(const char *s)
 {
-    size_t len = strlen(s);
-    const char *host = s, *host_end, *colon;
+    char host[HOSTPORT_HOST_MAX + 1];
+    unsigned port;
+    cx_error ignored;
+    if (hostport_split(s, host, sizeof host, &port, &ignored) != 0)
+        return false;
     bool v6 = s[0] == '[';
-    if (len > CONFIG_MAX_LISTEN)
-        return false;
-    if (v6) {
-        host++;
-        host_end = strchr(host, ']');
-        if (!host_end || host_end[1] != ':' || !memchr(host, ':', (size_t)(host_end - host)))
-            return false;
-        colon = host_end + 1;
-    } else {
-        colon = strrchr(s, ':');
-        host_end = colon;
-        if (!colon)
-            return false;
-    }
-    if (host_end == host)
-        return false;
-    for (const char *c = host; c < host_end; c++)
+    for (const char *c = host; *c; c++)
         if (!host_char_ok(*c, v6))
             return false;
-    uint64_t port;
-    return strlen(colon + 1) <= 5 && parse_uint(colon + 1, &port) && port <= 65535;
+    return true;
 }
 
 static int parse_int_value(const config_key *k, const char *text, value *v, char *why, size_t size)
@@ -539,6 +529,7 @@ typedef struct loader {
     cx_error *err;
     bool failed;
     bool oom;
+    bool client;            /* config_flags.client: lenient where only the server cares */
     char *const *envp;
     const char *file;       /* the config file as the operator named it */
     yaml_document_t *doc;
@@ -638,8 +629,9 @@ static void apply_text(loader *ld, const config_key *k, const char *text, config
 
 /* ---- environment -------------------------------------------------------------- */
 
-/* envp lookup by a name that need not be NUL-terminated. */
-static const char *env_lookup(char *const *envp, const char *name, size_t len)
+/* env_lookup (util.h) by a name that need not be NUL-terminated: the NAME
+ * inside "${NAME}". */
+static const char *env_lookup_span(char *const *envp, const char *name, size_t len)
 {
     for (size_t i = 0; envp && envp[i]; i++)
         if (strncmp(envp[i], name, len) == 0 && envp[i][len] == '=')
@@ -671,9 +663,11 @@ static size_t expand_reference(loader *ld, const char *s, const char *where, con
                          "where NAME is letters, digits and _", where, key, quoted);
         return 0;
     }
-    const char *val = env_lookup(ld->envp, s, name_len);
+    const char *val = env_lookup_span(ld->envp, s, name_len);
     if (has_default && (!val || !*val))
         val = NULL;
+    if (!val && !has_default && ld->client)
+        return (size_t)(close - s) + 1; /* a client never uses the server's secrets */
     if (!val && !has_default) {
         loader_error(ld, "%s: %s: environment variable %.*s is not set (write ${%.*s:-default} to "
                          "give a default)", where, key, (int)name_len, s, (int)name_len, s);
@@ -738,7 +732,7 @@ static void apply_env(loader *ld)
 {
     for (size_t i = 0; i < SCHEMA_COUNT; i++) {
         const config_key *k = &schema[i];
-        const char *val = k->env ? env_lookup(ld->envp, k->env, strlen(k->env)) : NULL;
+        const char *val = k->env ? env_lookup(ld->envp, k->env) : NULL;
         if (val && *val) /* empty counts as unset, as docker-compose leaves them */
             apply_text(ld, k, val, CONFIG_SOURCE_ENV, k->env);
     }
@@ -1382,6 +1376,17 @@ static char *absolute_path(const char *path)
     return joined;
 }
 
+/* True when the file exists but this process may not open it (EACCES). */
+static bool file_forbidden(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd >= 0) {
+        close(fd);
+        return false;
+    }
+    return errno == EACCES;
+}
+
 /* Reads and walks the file; label names who chose it ("--config"), or NULL. */
 static void load_file(loader *ld, const char *path, const char *label)
 {
@@ -1391,6 +1396,16 @@ static void load_file(loader *ld, const char *path, const char *label)
     int rc = fs_read_file(path, CONFIG_MAX_FILE_SIZE, &data, &len, &ferr);
     if (rc == CX_ENOMEM) {
         ld->oom = true;
+        return;
+    }
+    if (rc != 0 && ld->client && file_forbidden(path)) {
+        /* The installed file is 0640 root:caxton; an operator's own commands
+         * still work from the defaults, the environment and the flags. */
+        ld->cfg->file_unreadable = str_dup(path);
+        if (!ld->cfg->file_unreadable)
+            ld->oom = true;
+        loader_warning(ld, "%s%s%s; using the defaults, CAXTON_* environment and flags instead",
+                       label ? label : "", label ? ": " : "", ferr.msg);
         return;
     }
     if (rc != 0) {
@@ -1484,8 +1499,10 @@ static void check_tls(loader *ld)
     const config_key *cert = schema_find("api.tls.cert"), *key = schema_find("api.tls.key");
     bool has_cert = ld->cfg->api_tls_cert != NULL, has_key = ld->cfg->api_tls_key != NULL;
     if (has_cert && has_key) {
-        check_exists(ld, cert);
-        check_exists(ld, key);
+        if (!ld->client) { /* a client only needs the names (the cert as a CA file) */
+            check_exists(ld, cert);
+            check_exists(ld, key);
+        }
     } else if (has_cert || has_key) {
         const config_key *set = has_cert ? cert : key, *missing = has_cert ? key : cert;
         const config_origin *o = &ld->cfg->origins[schema_index(set)];
@@ -1566,7 +1583,7 @@ static int loader_finish(loader *ld, cx_config **out)
 /* The file to read and who chose it, or NULL for none. */
 static const char *select_file(const config_flags *flags, char *const *envp, const char **label)
 {
-    const char *env = env_lookup(envp, "CAXTON_CONFIG", strlen("CAXTON_CONFIG"));
+    const char *env = env_lookup(envp, "CAXTON_CONFIG");
     if (flags->config_path) {
         *label = "--config";
         return flags->config_path;
@@ -1588,6 +1605,7 @@ int config_load(const config_flags *flags, char *const *envp, cx_config **out, c
     *out = NULL;
     if (!flags)
         flags = &no_flags;
+    ld.client = flags->client;
     if (config_new(&ld)) {
         const char *label = NULL;
         const char *path = select_file(flags, envp, &label);
@@ -1626,6 +1644,7 @@ void config_free(cx_config *cfg)
         value_store(cfg, &schema[i], &empty);
     }
     free(cfg->file_path);
+    free(cfg->file_unreadable);
     free(cfg->origins);
     free(cfg);
 }
@@ -1790,4 +1809,76 @@ const char **config_restart_keys_changed(const cx_config *a, const cx_config *b)
         if (schema[i].restart && !value_equal(&schema[i], a, b))
             keys[n++] = schema[i].path;
     return keys;
+}
+
+/* A copy of k's value in cfg, ready for value_store. */
+static int value_copy(const cx_config *cfg, const config_key *k, value *v)
+{
+    memset(v, 0, sizeof *v);
+    switch (k->type) {
+    case KEY_PATH:
+    case KEY_LISTEN:
+    case KEY_ENUM: {
+        const char *str = *AT_CONST(cfg, k, char *);
+        if (str && !(v->str = str_dup(str)))
+            return CX_ENOMEM;
+        return 0;
+    }
+    case KEY_DURATION:
+    case KEY_SIZE: v->u = *AT_CONST(cfg, k, uint64_t); return 0;
+    case KEY_INT: v->i = *AT_CONST(cfg, k, int64_t); return 0;
+    case KEY_BOOL: v->b = *AT_CONST(cfg, k, bool); return 0;
+    case KEY_PATHS: {
+        size_t count = *(const size_t *)(const void *)((const char *)cfg + k->count_offset);
+        if (count == 0)
+            return 0;
+        if (!(v->list = calloc(count, sizeof *v->list)))
+            return CX_ENOMEM;
+        for (; v->count < count; v->count++)
+            if (!(v->list[v->count] = str_dup((*AT_CONST(cfg, k, char **))[v->count]))) {
+                value_discard(v);
+                return CX_ENOMEM;
+            }
+        return 0;
+    }
+    case KEY_OBJECT:
+        v->obj = json_deep_copy(*AT_CONST(cfg, k, json_t *));
+        return v->obj ? 0 : CX_ENOMEM;
+    }
+    return 0;
+}
+
+int config_keep_restart_keys(cx_config *fresh, const cx_config *running)
+{
+    /* Everything is copied first and stored after, so that running out of
+     * memory leaves fresh as it was. */
+    value kept[SCHEMA_COUNT];
+    memset(kept, 0, sizeof kept);
+    const char *data_dir = running->data_dir;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < SCHEMA_COUNT; i++) {
+        const config_key *k = &schema[i];
+        if (k->restart) {
+            rc = value_copy(running, k, &kept[i]);
+        } else if (k->derive && fresh->origins[i].source == CONFIG_SOURCE_DEFAULT && data_dir) {
+            /* A default derived from the fresh data_dir follows the kept one. */
+            if (!(kept[i].str = path_join(data_dir, k->derive)))
+                rc = CX_ENOMEM;
+        }
+    }
+    if (rc != 0) {
+        for (size_t i = 0; i < SCHEMA_COUNT; i++)
+            value_discard(&kept[i]);
+        return rc;
+    }
+    for (size_t i = 0; i < SCHEMA_COUNT; i++) {
+        const config_key *k = &schema[i];
+        if (k->restart) {
+            value_store(fresh, k, &kept[i]);
+            fresh->origins[i] = running->origins[i];
+        } else if (kept[i].str) {
+            value_store(fresh, k, &kept[i]);
+        }
+    }
+    return 0;
 }

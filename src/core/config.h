@@ -6,7 +6,7 @@
  * whether a change needs a restart. Unknown keys are warnings, wrong types and
  * values are errors naming file:line:column and the key path. `${VAR}` in any
  * string expands from the environment; a missing variable is an error unless
- * written `${VAR:-default}`. */
+ * written `${VAR:-default}` (or the loader is in client mode, config_flags). */
 #ifndef CAXTON_CORE_CONFIG_H
 #define CAXTON_CORE_CONFIG_H
 
@@ -71,6 +71,7 @@ typedef struct cx_config {
     char *logging_level;             /* debug | info | warn | error */
 
     char *file_path;                 /* the config file read, or NULL for none */
+    char *file_unreadable;           /* client mode: the file skipped for EACCES, else NULL */
     struct config_origin *origins;   /* one per schema key, in schema order */
 } cx_config;
 
@@ -80,6 +81,15 @@ typedef struct config_flags {
     const char *data_dir;
     const char *log_dir;
     const char *listen;
+    /* Client mode, for commands that only need to find the server (data dir,
+     * api.listen, api.tls.cert) and never run it: a missing ${VAR} expands to
+     * "" (a client does not use the server's secrets), api.tls.cert and
+     * api.tls.key need not exist, and a config file that exists but cannot be
+     * read (EACCES, e.g. the installed 0640 root:caxton one) is a warning:
+     * loading goes on with defaults, environment and flags, and
+     * cx_config.file_unreadable names the file. Everything else (syntax,
+     * types, values) is an error as for the server. */
+    bool client;
 } config_flags;
 
 /* Problems found while loading. Each line is complete for an operator:
@@ -114,6 +124,11 @@ json_t *config_effective_json(const cx_config *cfg, bool redact);
  * restart; returns a NULL-terminated array of static key names (free() the
  * array only). */
 const char **config_restart_keys_changed(const cx_config *a, const cx_config *b);
+/* For a reload (SIGHUP): copies the value and origin of every key that needs
+ * a restart from running into fresh, so fresh describes what is really in
+ * effect. Defaults derived from server.data_dir (memory.backups.dir, ...)
+ * follow the kept data_dir. Returns 0, or CX_ENOMEM with fresh unchanged. */
+int config_keep_restart_keys(cx_config *fresh, const cx_config *running);
 
 /* Names of schema keys, for "did you mean" and completion. */
 size_t config_key_count(void);

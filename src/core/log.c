@@ -129,20 +129,6 @@ void log_set_level(log_level level) { __atomic_store_n(&logger.level, level, __A
 log_level log_get_level(void) { return __atomic_load_n(&logger.level, __ATOMIC_RELAXED); }
 void log_set_stderr(bool enabled) { __atomic_store_n(&logger.to_stderr, enabled, __ATOMIC_RELAXED); }
 
-static void write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return; /* a full disk must not take the server down with it */
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
 /* "18:28:40.123 WARN  [http] message key=value ..." */
 static void format_human(strbuf *sb, const char *ts, log_level level, const char *component,
                          const char *msg, json_t *fields)
@@ -176,6 +162,7 @@ void log_event(log_stream stream, log_level level, const char *component, json_t
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    text_make_utf8(msg); /* paths and client input need not be UTF-8 */
 
     char ts[40];
     time_format_rfc3339(time_now_ms(), ts, sizeof ts);
@@ -199,20 +186,21 @@ void log_event(log_stream stream, log_level level, const char *component, json_t
     json_decref(fields);
     char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
     json_decref(line);
-
-    pthread_mutex_lock(&logger.lock);
-    if (text && logger.fds[stream] >= 0) {
-        size_t len = strlen(text);
-        char *with_nl = realloc(text, len + 2);
-        if (with_nl) {
-            text = with_nl;
-            text[len] = '\n';
-            text[len + 1] = '\0';
-            write_all(logger.fds[stream], text, len + 1);
-        }
+    size_t len = text ? strlen(text) : 0;
+    char *with_nl = text ? realloc(text, len + 2) : NULL;
+    if (with_nl) {
+        text = with_nl;
+        text[len++] = '\n';
+        text[len] = '\0';
     }
-    if (to_stderr && human.data)
-        write_all(STDERR_FILENO, human.data, human.len);
+
+    /* A full disk must not take the server down with it: write errors are
+     * dropped here and show up as a failing log_dir component. */
+    pthread_mutex_lock(&logger.lock);
+    if (with_nl && logger.fds[stream] >= 0)
+        (void)fs_write_all(logger.fds[stream], text, len);
+    if (to_stderr && human.len)
+        (void)fs_write_all(STDERR_FILENO, human.data, human.len);
     pthread_mutex_unlock(&logger.lock);
     free(text);
     strbuf_free(&human);

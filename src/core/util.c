@@ -33,6 +33,7 @@ void strbuf_init(strbuf *sb)
     sb->data = strbuf_empty;
     sb->len = 0;
     sb->cap = 0;
+    sb->failed = false;
 }
 
 void strbuf_free(strbuf *sb)
@@ -45,8 +46,10 @@ void strbuf_free(strbuf *sb)
 /* Makes room for `extra` more bytes plus the terminating NUL. */
 static int strbuf_reserve(strbuf *sb, size_t extra)
 {
-    if (extra > STRBUF_MAX - sb->len - 1)
+    if (extra > STRBUF_MAX - sb->len - 1) {
+        sb->failed = true;
         return CX_ENOMEM;
+    }
     size_t need = sb->len + extra + 1;
     if (need <= sb->cap)
         return 0;
@@ -54,8 +57,10 @@ static int strbuf_reserve(strbuf *sb, size_t extra)
     while (cap < need)
         cap *= 2;
     char *data = realloc(sb->cap ? sb->data : NULL, cap);
-    if (!data)
+    if (!data) {
+        sb->failed = true;
         return CX_ENOMEM;
+    }
     sb->data = data;
     sb->cap = cap;
     return 0;
@@ -207,7 +212,7 @@ int fs_mkdir_p(const char *path, mode_t mode, cx_error *err)
     return mkdir_one(buf, mode, err);
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int fs_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
     while (len > 0) {
@@ -253,7 +258,7 @@ static int write_temp_file(const char *tmp, const void *data, size_t len, mode_t
     /* The caller's mode exactly, whatever the umask or a stale temp file had. */
     int rc = fchmod(fd, mode);
     if (rc == 0)
-        rc = write_all(fd, data, len);
+        rc = fs_write_all(fd, data, len);
     if (rc == 0)
         rc = fsync(fd);
     int saved = errno;
@@ -535,6 +540,71 @@ bool text_is_utf8(const char *s, size_t len)
         i += n;
     }
     return true;
+}
+
+void text_make_utf8(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_sequence_length(p + i, len - i);
+        if (n == 0) {
+            p[i] = '?';
+            n = 1;
+        }
+        i += n;
+    }
+}
+
+const char *env_lookup(char *const *envp, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; envp && envp[i]; i++)
+        if (strncmp(envp[i], name, len) == 0 && envp[i][len] == '=')
+            return envp[i] + len + 1;
+    return NULL;
+}
+
+int hostport_split(const char *text, char *host, size_t host_size, unsigned *port, cx_error *err)
+{
+    const char *start = text, *end, *colon;
+    if (text[0] == '[') {
+        start = text + 1;
+        end = strchr(start, ']');
+        colon = end ? end + 1 : NULL;
+        if (!end || *colon != ':' || !memchr(start, ':', (size_t)(end - start)))
+            goto bad;
+    } else {
+        colon = strrchr(text, ':');
+        end = colon;
+        if (!colon || memchr(text, ':', (size_t)(colon - text)))
+            goto bad;
+    }
+    size_t host_len = (size_t)(end - start);
+    if (host_len == 0 || host_len > HOSTPORT_HOST_MAX || host_len >= host_size)
+        goto bad;
+    const char *digits = colon + 1;
+    size_t ndigits = strspn(digits, "0123456789");
+    if (ndigits == 0 || ndigits > 5 || digits[ndigits] != '\0' || atol(digits) > 65535)
+        goto bad;
+    memcpy(host, start, host_len);
+    host[host_len] = '\0';
+    *port = (unsigned)atol(digits);
+    return 0;
+bad:
+    return cx_error_set(err, CX_EINVAL,
+                        "'%.300s' is not HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080; port "
+                        "0 to 65535, host up to %d characters)", text, HOSTPORT_HOST_MAX);
+}
+
+void hostport_local(const char *listen, char *out, size_t size)
+{
+    if (str_has_prefix(listen, "0.0.0.0:"))
+        snprintf(out, size, "127.0.0.1%s", listen + 7);
+    else if (str_has_prefix(listen, "[::]:"))
+        snprintf(out, size, "[::1]%s", listen + 4);
+    else
+        snprintf(out, size, "%s", listen);
 }
 
 /* The escaped form of one byte, or NULL when it is printed as is. */

@@ -16,6 +16,7 @@ typedef struct strbuf {
     char *data;
     size_t len;
     size_t cap;
+    bool failed; /* an append ran out of memory; the content is incomplete */
 } strbuf;
 
 void strbuf_init(strbuf *sb);
@@ -43,6 +44,8 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 /* Reads a whole file up to max bytes; *out is NUL-terminated (free()). */
 int fs_read_file(const char *path, size_t max, char **out, size_t *len, cx_error *err);
 bool fs_exists(const char *path);
+/* write(2) until done, retrying on EINTR; 0 or -1 with errno set. */
+int fs_write_all(int fd, const void *data, size_t len);
 /* path joined with name into a new string (free()). */
 char *path_join(const char *dir, const char *name);
 
@@ -62,5 +65,16 @@ bool text_is_utf8(const char *s, size_t len);
 void text_quote(const char *s, char *out, size_t size);
 /* Constant-time comparison of two equal-length byte strings. */
 bool mem_equal_ct(const void *a, const void *b, size_t len);
+/* Replaces every byte that is not part of valid UTF-8 with '?', in place. */
+void text_make_utf8(char *s);
+/* The value of NAME in envp (NULL-terminated "K=V" strings), or NULL. */
+const char *env_lookup(char *const *envp, const char *name);
+
+/* "host:port" or "[v6]:port". host gets the name without brackets. */
+#define HOSTPORT_HOST_MAX 255
+int hostport_split(const char *text, char *host, size_t host_size, unsigned *port, cx_error *err);
+/* "0.0.0.0:P" -> "127.0.0.1:P", "[::]:P" -> "[::1]:P": how this host reaches a
+ * wildcard listener; other addresses unchanged. */
+void hostport_local(const char *listen, char *out, size_t size);
 
 #endif

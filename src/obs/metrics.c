@@ -245,5 +245,5 @@ int metrics_render(strbuf *out)
     for (size_t i = 0; i < metrics.collector_count; i++)
         metrics.collectors[i].fn(out, metrics.collectors[i].arg);
     pthread_mutex_unlock(&metrics.collectors_lock);
-    return out->data ? 0 : CX_ENOMEM;
+    return out->failed ? CX_ENOMEM : 0;
 }

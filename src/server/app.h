@@ -28,7 +28,7 @@ typedef struct app {
     bool tls;                   /* (immutable) */
     int pid;                    /* (immutable) */
     uint64_t started_ms;        /* (immutable) wall clock */
-    uint64_t loop_heartbeat_ms; /* atomic: last tick of the loop's heartbeat timer */
+    uint64_t loop_heartbeat_ms; /* atomic: last heartbeat tick, monotonic clock */
     bool stopping;              /* atomic: shutdown has begun */
 } app;
 

@@ -82,8 +82,10 @@ int dispatch_post(dispatch *d, dispatch_fn fn, void *arg)
     else
         d->head = j;
     d->tail = j;
-    pthread_mutex_unlock(&d->lock);
+    /* Under the lock, so a shut-down dispatcher is never woken after it
+     * has been freed. */
     uv_async_send(&d->async);
+    pthread_mutex_unlock(&d->lock);
     return 0;
 }
 
@@ -94,11 +96,18 @@ static void on_closed(uv_handle_t *handle)
     free(d);
 }
 
-void dispatch_close(dispatch *d)
+void dispatch_shutdown(dispatch *d)
 {
     pthread_mutex_lock(&d->lock);
     d->closed = true;
     pthread_mutex_unlock(&d->lock);
     run_jobs(d);
+}
+
+void dispatch_free(dispatch *d)
+{
+    if (!d)
+        return;
+    dispatch_shutdown(d);
     uv_close((uv_handle_t *)&d->async, on_closed);
 }

@@ -15,10 +15,13 @@ typedef struct dispatch dispatch;
 typedef void (*dispatch_fn)(void *arg);
 
 dispatch *dispatch_new(uv_loop_t *loop, cx_error *err);
-/* Thread-safe. CX_EUNAVAIL once the dispatcher is closed. */
+/* Thread-safe. CX_EUNAVAIL once the dispatcher is shut down. */
 int dispatch_post(dispatch *d, dispatch_fn fn, void *arg);
-/* On the loop thread: refuses new jobs, runs the queued ones, closes the
- * handle; the dispatcher is freed once the loop has closed it. */
-void dispatch_close(dispatch *d);
+/* On the loop thread: refuses new jobs and runs the queued ones. Posting
+ * threads may still call dispatch_post (and be refused) until they stop. */
+void dispatch_shutdown(dispatch *d);
+/* On the loop thread, once no other thread can post any more: closes the
+ * handle; the dispatcher is freed when the loop runs the close. */
+void dispatch_free(dispatch *d);
 
 #endif

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "obs/metrics.h"
+#include "server/server.h"
 
 #define MAX_COMPONENTS 32
 #define HEARTBEAT_WARN_MS 2000
@@ -77,7 +78,7 @@ void health_set_state_db(app_health status, const char *detail)
 static void check_event_loop(app *a, health_result *out)
 {
     uint64_t beat = __atomic_load_n(&a->loop_heartbeat_ms, __ATOMIC_RELAXED);
-    uint64_t now = time_now_ms();
+    uint64_t now = time_monotonic_ns() / 1000000u;
     uint64_t age = now > beat ? now - beat : 0;
     out->status = age < HEARTBEAT_WARN_MS   ? APP_HEALTH_OK
                   : age < HEARTBEAT_FAIL_MS ? APP_HEALTH_WARN
@@ -205,7 +206,7 @@ json_t *health_production_checks(app *a, const cx_config *cfg, app_health overal
                                    "TLS proxy");
 
     check_mode(checks, "data_dir_mode", a->data_dir, 0700, "700");
-    char *token_file = path_join(a->data_dir, "tokens/admin.token");
+    char *token_file = path_join(a->data_dir, DATADIR_ADMIN_TOKEN);
     if (token_file)
         check_mode(checks, "admin_token_mode", token_file, 0600, "600");
     free(token_file);

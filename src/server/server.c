@@ -45,7 +45,8 @@ typedef struct server {
     uv_timer_t heartbeat, drain;
     http_server *http;
     int lock_fd;
-    uint64_t drain_deadline_ms;
+    uint64_t drain_deadline_ms; /* monotonic */
+    bool finished;              /* finish_shutdown() has run */
     int exit_code;
 } server;
 
@@ -138,7 +139,7 @@ static int write_run_file(server *s, const char *name, const char *text, cx_erro
     char *path = path_join(s->app.data_dir, name);
     if (!path)
         return cx_error_set(err, CX_ENOMEM, "out of memory");
-    int rc = fs_write_atomic(path, text, strlen(text), 0644, err);
+    int rc = fs_write_atomic(path, text, strlen(text), 0600, err);
     free(path);
     return rc;
 }
@@ -151,29 +152,40 @@ static void remove_run_file(server *s, const char *name)
     free(path);
 }
 
-/* The first start creates an admin token and leaves it for the operator. */
+/* Whenever no active admin token exists (the first start, or every admin
+ * token revoked), a new one is written to tokens/admin.token for whoever
+ * can read the data dir. The file is written before the token is stored, so
+ * a failure never leaves a token that nobody holds. */
 static int ensure_admin_token(server *s, cx_error *err)
 {
-    int64_t count = 0;
-    int rc = state_token_count(s->app.state, &count, err);
-    if (rc < 0 || count > 0)
+    int64_t active = 0;
+    int rc = state_token_count_active(s->app.state, TOKEN_ROLE_ADMIN, &active, err);
+    if (rc < 0 || active > 0)
         return rc;
     token_record t;
-    char secret[TOKEN_SECRET_LEN + 1];
-    if ((rc = state_token_create(s->app.state, "admin", TOKEN_ROLE_ADMIN, &t, secret, err)) < 0)
-        return rc;
+    char secret[TOKEN_SECRET_LEN + 1], line[TOKEN_SECRET_LEN + 2];
     char *path = path_join(s->app.data_dir, DATADIR_ADMIN_TOKEN);
-    char line[TOKEN_SECRET_LEN + 2];
-    snprintf(line, sizeof line, "%s\n", secret);
-    rc = path ? fs_write_atomic(path, line, strlen(line), 0600, err)
-              : cx_error_set(err, CX_ENOMEM, "out of memory");
+    if (!path)
+        return cx_error_set(err, CX_ENOMEM, "out of memory");
+    rc = token_generate("admin", TOKEN_ROLE_ADMIN, &t, secret, err);
+    if (rc == 0) {
+        snprintf(line, sizeof line, "%s\n", secret);
+        rc = fs_write_atomic(path, line, strlen(line), 0600, err);
+        if (rc == 0 && (rc = state_token_insert(s->app.state, &t, err)) < 0)
+            unlink(path);
+    }
     memset(secret, 0, sizeof secret);
     memset(line, 0, sizeof line);
     if (rc == 0) {
         auth_upsert(&t);
         state_audit_append(s->app.state, "system", "token.create", t.id,
                            json_pack("{s:s, s:s}", "name", "admin", "role", "admin"), NULL);
-        log_info("auth", "first admin token %s written to %s", t.id, path);
+        log_event(LOG_STREAM_AUDIT, LOG_INFO, "auth",
+                  json_pack("{s:s, s:s, s:s, s:s, s:s}", "actor", "system", "action",
+                            "token.create", "token_id", t.id, "token_name", "admin", "role",
+                            "admin"),
+                  "token %s created", t.id);
+        log_info("auth", "no active admin token: a new one (%s) was written to %s", t.id, path);
     }
     free(path);
     return rc;
@@ -181,10 +193,17 @@ static int ensure_admin_token(server *s, cx_error *err)
 
 /* ---- loop callbacks ----------------------------------------------------- */
 
+/* Deadlines and ages use the monotonic clock: a clock step must not fail
+ * readiness or cut the drain short. */
+static uint64_t monotonic_ms(void)
+{
+    return time_monotonic_ns() / 1000000u;
+}
+
 static void on_heartbeat(uv_timer_t *timer)
 {
     server *s = timer->data;
-    __atomic_store_n(&s->app.loop_heartbeat_ms, time_now_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&s->app.loop_heartbeat_ms, monotonic_ms(), __ATOMIC_RELAXED);
     cx_error err;
     if (state_check(s->app.state, &err) < 0)
         health_set_state_db(APP_HEALTH_FAIL, err.msg);
@@ -200,6 +219,9 @@ static void close_handle(uv_handle_t *h)
 
 static void finish_shutdown(server *s)
 {
+    if (s->finished)
+        return;
+    s->finished = true;
     uv_timer_stop(&s->drain);
     close_handle((uv_handle_t *)&s->drain);
     close_handle((uv_handle_t *)&s->heartbeat);
@@ -211,7 +233,11 @@ static void finish_shutdown(server *s)
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    dispatch_close(s->app.dispatch);
+    /* Runs the jobs already queued, which resumes every suspended
+     * connection; requests arriving later are answered 503 by the HTTP
+     * threads until http_stop() joins them. */
+    dispatch_shutdown(s->app.dispatch);
+    uv_stop(&s->loop); /* the dispatcher's async handle would keep it alive */
 }
 
 static void on_drain_tick(uv_timer_t *timer)
@@ -220,7 +246,7 @@ static void on_drain_tick(uv_timer_t *timer)
     int in_flight = http_in_flight(s->http);
     if (in_flight == 0) {
         finish_shutdown(s);
-    } else if (time_now_ms() >= s->drain_deadline_ms) {
+    } else if (monotonic_ms() >= s->drain_deadline_ms) {
         log_warn("server", "%d requests still in flight after server.shutdown_timeout; closing "
                  "them", in_flight);
         finish_shutdown(s);
@@ -239,7 +265,7 @@ static void begin_shutdown(server *s, const char *why)
     units_format_duration(s->app.config->shutdown_timeout_ms, timeout, sizeof timeout);
     log_info("server", "%s: stopping (draining requests for up to %s)", why, timeout);
     http_quiesce(s->http);
-    s->drain_deadline_ms = time_now_ms() + s->app.config->shutdown_timeout_ms;
+    s->drain_deadline_ms = monotonic_ms() + s->app.config->shutdown_timeout_ms;
     uv_timer_start(&s->drain, on_drain_tick, 0, DRAIN_POLL_MS);
 }
 
@@ -267,6 +293,8 @@ static void reload_config(server *s)
     for (size_t i = 0; changed && changed[i]; i++)
         log_warn("config", "%s changed; it takes effect after a restart", changed[i]);
     free(changed);
+    /* What the server reports must be what it runs with. */
+    config_keep_restart_keys(fresh, s->app.config);
     log_level level;
     if (log_parse_level(fresh->logging_level, &level) == 0)
         log_set_level(level);
@@ -276,6 +304,10 @@ static void reload_config(server *s)
     s->app.config = fresh;
     log_info("config", "configuration reloaded from %s",
              fresh->file_path ? fresh->file_path : "defaults and environment");
+    log_event(LOG_STREAM_AUDIT, LOG_INFO, "config",
+              json_pack("{s:s, s:s, s:s?}", "actor", "SIGHUP", "action", "config.reload", "file",
+                        fresh->file_path),
+              "configuration reloaded");
 }
 
 static void on_sighup(uv_signal_t *handle, int signum)
@@ -425,14 +457,21 @@ static int start(server *s, cx_error *err)
     return SERVER_EXIT_OK;
 }
 
+/* Shutdown order matters: the dispatcher is shut down first (queued jobs
+ * run, suspended connections resume), then the HTTP threads are joined (no
+ * one can post any more), and only then is the dispatcher freed. */
 static void stop(server *s)
 {
+    if (s->app.loop)
+        finish_shutdown(s);
     http_stop(s->http);
     s->http = NULL;
     if (s->app.loop) {
-        if (!__atomic_load_n(&s->app.stopping, __ATOMIC_RELAXED) && s->app.dispatch)
-            finish_shutdown(s);
-        uv_run(&s->loop, UV_RUN_DEFAULT); /* let the closes complete */
+        dispatch_free(s->app.dispatch);
+        s->app.dispatch = NULL;
+        /* The first run may return at once, consuming uv_stop's flag. */
+        for (int i = 0; i < 3 && uv_run(&s->loop, UV_RUN_DEFAULT) != 0; i++)
+            ;
         if (uv_loop_close(&s->loop) != 0)
             log_warn("server", "event loop closed with handles still open");
     }

@@ -220,8 +220,8 @@ static void read_token_row(sqlite3_stmt *st, token_record *t)
 
 #define TOKEN_COLUMNS "id, name, role, hash, created_at, last_used_at, revoked_at"
 
-int state_token_create(state_db *db, const char *name, token_role role, token_record *out,
-                       char secret[TOKEN_SECRET_LEN + 1], cx_error *err)
+int token_generate(const char *name, token_role role, token_record *out,
+                   char secret[TOKEN_SECRET_LEN + 1], cx_error *err)
 {
     uint8_t raw[32], id_raw[4];
     int rc;
@@ -237,7 +237,12 @@ int state_token_create(state_db *db, const char *name, token_role role, token_re
     out->role = role;
     out->created_at_ms = time_now_ms();
     token_hash(secret, out->hash);
+    memset(raw, 0, sizeof raw);
+    return 0;
+}
 
+int state_token_insert(state_db *db, const token_record *out, cx_error *err)
+{
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db->sql,
                            "INSERT INTO tokens(id, name, role, hash, created_at) "
@@ -246,14 +251,36 @@ int state_token_create(state_db *db, const char *name, token_role role, token_re
         return sql_error(db, err, "token insert");
     sqlite3_bind_text(st, 1, out->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, out->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, token_role_name(role), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, token_role_name(out->role), -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 4, out->hash, TOKEN_HASH_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)out->created_at_ms);
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return sql_error(db, err, "token insert");
     return 0;
+}
+
+int state_token_create(state_db *db, const char *name, token_role role, token_record *out,
+                       char secret[TOKEN_SECRET_LEN + 1], cx_error *err)
+{
+    int rc = token_generate(name, role, out, secret, err);
+    return rc < 0 ? rc : state_token_insert(db, out, err);
+}
+
+int state_token_count_active(state_db *db, token_role role, int64_t *count, cx_error *err)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db->sql,
+                           "SELECT COUNT(*) FROM tokens WHERE role = ? AND revoked_at IS NULL", -1,
+                           &st, NULL) != SQLITE_OK)
+        return sql_error(db, err, "token count");
+    sqlite3_bind_text(st, 1, token_role_name(role), -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *count = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : sql_error(db, err, "token count");
 }
 
 int state_token_foreach(state_db *db, int (*fn)(const token_record *, void *), void *arg,

@@ -52,9 +52,15 @@ int state_schema_version(state_db *db);
 /* A cheap liveness probe of the database for /health/deep. */
 int state_check(state_db *db, cx_error *err);
 
-/* Creates a token; `secret` receives the plain token (shown once). */
+/* Makes a new token (id, secret, hash) without storing it. */
+int token_generate(const char *name, token_role role, token_record *out,
+                   char secret[TOKEN_SECRET_LEN + 1], cx_error *err);
+int state_token_insert(state_db *db, const token_record *token, cx_error *err);
+/* Generates and stores; `secret` receives the plain token (shown once). */
 int state_token_create(state_db *db, const char *name, token_role role, token_record *out,
                        char secret[TOKEN_SECRET_LEN + 1], cx_error *err);
+/* Tokens of a role that are not revoked. */
+int state_token_count_active(state_db *db, token_role role, int64_t *count, cx_error *err);
 /* Calls fn for every token, oldest first. Stops early if fn returns non-zero. */
 int state_token_foreach(state_db *db, int (*fn)(const token_record *, void *), void *arg,
                         cx_error *err);

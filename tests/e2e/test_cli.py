@@ -12,6 +12,7 @@ import re
 import resource
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -52,6 +53,25 @@ def create_token(server, role, name):
 
 def test_version():
     r = run_cli("--version")
+    assert r.returncode == 0, out(r)
+    assert re.search(r"caxton \d+\.\d+\.\d+", r.stdout), r.stdout
+
+
+@pytest.mark.parametrize("args,env", [
+    (("--version", "--output", "json"), None),
+    (("--output=json", "--version"), None),
+    (("--version",), {"CAXTON_OUTPUT": "json"}),
+])
+def test_version_json(args, env):
+    r = run_cli(*args, env=env)
+    assert r.returncode == 0, out(r)
+    doc = parse_json(r)
+    assert list(doc) == ["version"], doc
+    assert re.fullmatch(r"\d+\.\d+\.\d+", doc["version"]), doc
+
+
+def test_version_ignores_a_bad_output_variable():
+    r = run_cli("--version", env={"CAXTON_OUTPUT": "yaml"})
     assert r.returncode == 0, out(r)
     assert re.search(r"caxton \d+\.\d+\.\d+", r.stdout), r.stdout
 
@@ -195,14 +215,14 @@ def test_status_production_check_loopback(make_server):
 def test_status_production_check_exposed_without_tls(make_server):
     s = make_server(args=["--listen", "0.0.0.0:0"], config=_fd_safe_config())
     r = s.cli("status", "--production-check", "--timeout", "10s",
-              "--server", f"http://127.0.0.1:{s.port}")
+              "--server", f"http://127.0.0.1:{s.port}", "--token", s.token)
     assert r.returncode == 1, out(r)
     line = [l for l in r.stdout.splitlines() if "api_exposure" in l]
     assert line, r.stdout
     assert "fail" in line[0] or "warn" in line[0], line
     assert "tls" in line[0].lower(), line  # the fix is printed
     r = s.cli("status", "--production-check", "--output", "json",
-              "--server", f"http://127.0.0.1:{s.port}")
+              "--server", f"http://127.0.0.1:{s.port}", "--token", s.token)
     assert r.returncode == 1, out(r)
     checks = {c["name"]: c for c in parse_json(r)["production_checks"]}
     assert checks["api_exposure"]["status"] in ("fail", "warn"), checks
@@ -211,7 +231,7 @@ def test_status_production_check_exposed_without_tls(make_server):
 
 def test_status_without_production_check_ignores_exposure(make_server):
     s = make_server(args=["--listen", "0.0.0.0:0"])
-    r = s.cli("status", "--server", f"http://127.0.0.1:{s.port}")
+    r = s.cli("status", "--server", f"http://127.0.0.1:{s.port}", "--token", s.token)
     assert r.returncode == 0, out(r)
 
 
@@ -314,7 +334,8 @@ def test_server_flag_beats_env_and_url_file(server):
     assert r.returncode == 3, out(r)
     assert "127.0.0.1:1" in r.stderr
     # ... and --server beats CAXTON_SERVER.
-    r = server.cli("status", "--server", server.url, env={"CAXTON_SERVER": "http://127.0.0.1:1"})
+    r = server.cli("status", "--server", server.url, "--token", server.token,
+                   env={"CAXTON_SERVER": "http://127.0.0.1:1"})
     assert r.returncode == 0, out(r)
     r = server.cli("status", "--server", "http://127.0.0.1:1")
     assert r.returncode == 3, out(r)
@@ -350,6 +371,112 @@ def test_no_token_available_exit_4(server, tmp_path):
     empty.mkdir()
     r = run_cli("token", "list", "--server", server.url, "--data-dir", str(empty))
     assert r.returncode == 4, out(r)
+
+
+class CaptureServer:
+    """A tiny HTTP server on 127.0.0.1 that records each request's headers
+    and answers 401 with an API error envelope, like a caxton server would
+    for a request without a token."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.requests = []  # one dict of lower-cased header names per request
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                self.requests.append({"request_line": lines[0], "headers": headers})
+                body = json.dumps({"error": {"code": "UNAUTHENTICATED",
+                                             "message": "this endpoint needs a token"}}).encode()
+                conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+                             b"Connection: close\r\nContent-Length: " + str(len(body)).encode() +
+                             b"\r\n\r\n" + body)
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def capture():
+    c = CaptureServer()
+    yield c
+    c.close()
+
+
+def _data_dir_with_admin_token(tmp_path):
+    data = tmp_path / "data"
+    (data / "tokens").mkdir(parents=True)
+    (data / "tokens" / "admin.token").write_text("cxt_" + "a" * 64 + "\n")
+    return data
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_admin_token_is_not_sent_to_a_named_server(capture, tmp_path, how):
+    data = _data_dir_with_admin_token(tmp_path)
+    args, env = ["status", "--data-dir", str(data)], {}
+    if how == "flag":
+        args += ["--server", capture.url]
+    else:
+        env["CAXTON_SERVER"] = capture.url
+    r = run_cli(*args, env=env, timeout=30)
+    assert len(capture.requests) == 1, (capture.requests, out(r))
+    assert "authorization" not in capture.requests[0]["headers"], capture.requests
+    assert capture.requests[0]["request_line"].startswith("GET /api/v1/status "), capture.requests
+    # The server's 401 comes with the way to send a token, and no secret is printed.
+    assert r.returncode == 4, out(r)
+    assert "--token" in r.stderr and "CAXTON_TOKEN" in r.stderr, r.stderr
+    assert "a" * 64 not in out(r)
+
+
+def test_token_given_for_a_named_server_is_sent(capture, tmp_path):
+    data = _data_dir_with_admin_token(tmp_path)
+    r = run_cli("health-check", "--comprehensive", "--data-dir", str(data), "--server",
+                capture.url, env={"CAXTON_TOKEN": BAD_TOKEN}, timeout=30)
+    assert r.returncode == 4, out(r)
+    assert [q["headers"].get("authorization") for q in capture.requests] == \
+        [f"Bearer {BAD_TOKEN}"], capture.requests
+
+
+def test_admin_token_file_is_used_for_the_local_server(server):
+    # Found through the data dir: the admin token there is the operator's own.
+    r = server.cli("token", "list")
+    assert r.returncode == 0, out(r)
+
+
+def test_service_status_sends_no_admin_token_to_a_named_server(capture, make_server):
+    # A running server in the data dir, but --server names another one.
+    s = make_server()
+    r = s.cli("service", "status", "--server", capture.url, "--output", "json")
+    assert r.returncode == 0, out(r)
+    assert capture.requests, out(r)
+    assert all("authorization" not in q["headers"] for q in capture.requests), capture.requests
+    assert "401" in parse_json(r)["api_error"], r.stdout
 
 
 # --------------------------------------------------------------------------

@@ -9,8 +9,10 @@ runtime failure, and never stays up after refusing to start.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -405,3 +407,87 @@ def test_config_validate_ignores_environment_overrides(tmp_path):
     path = write(tmp_path, "good.yaml", GOOD)
     r = run_cli("config", "validate", path, env={"CAXTON_API_WORKERS": "abc"})
     assert r.returncode == 0, out(r)
+
+
+# --------------------------------------------------------------------------
+# client commands read the config leniently: they only look for the server
+
+
+SERVER_SECRETS = """\
+server:
+  data_dir: {data_dir}
+api:
+  listen: 127.0.0.1:{port}
+llm:
+  providers:
+    openai:
+      api_key: "${{OPENAI_API_KEY}}"
+"""
+
+
+def test_client_commands_do_not_need_the_servers_secrets(make_server, tmp_path):
+    s = make_server()
+    path = write(tmp_path, "server.yaml", SERVER_SECRETS.format(data_dir=s.data_dir, port=s.port))
+    # No OPENAI_API_KEY here: the server could not start with this file, the CLI can use it.
+    for args in (("status",), ("health-check", "--comprehensive"), ("token", "list"),
+                 ("config", "show", "--effective"), ("service", "status")):
+        r = run_cli(*args, "--config", path)
+        assert r.returncode == 0, (args, out(r))
+        assert "OPENAI_API_KEY" not in r.stderr, (args, r.stderr)
+    # Checking the file itself still reports the problem.
+    r = run_cli("config", "validate", path)
+    assert r.returncode == 1, out(r)
+    assert "OPENAI_API_KEY is not set" in r.stdout, out(r)
+    r = run_cli("config", "show", "--offline", "--config", path)
+    assert r.returncode == 2, out(r)
+    assert "OPENAI_API_KEY is not set" in r.stderr, out(r)
+    # And a client still refuses a file that is wrong in itself.
+    bad = write(tmp_path, "bad.yaml", "api: {workers: many}\n")
+    r = run_cli("status", "--config", bad)
+    assert r.returncode == 2, out(r)
+    assert re.search(rf"{re.escape(bad)}:1:\d+: api.workers", r.stderr), r.stderr
+
+
+def _run_unprivileged(*args, env=None):
+    """Runs `caxton ARGS` as a user who cannot read root's 0600 files:
+    nobody when we are root (root reads anything), else ourselves."""
+    kw = {}
+    if os.geteuid() == 0:
+        kw = {"user": 65534, "group": 65534, "extra_groups": []}
+    return subprocess.run([BIN, *args], env=base_env(**(env or {})), capture_output=True,
+                          text=True, timeout=60, cwd="/", **kw)
+
+
+def test_client_commands_work_with_an_unreadable_config(make_server):
+    s = make_server()
+    shared = tempfile.mkdtemp(prefix="caxton-e2e-")  # nobody may look inside
+    try:
+        os.chmod(shared, 0o755)
+        path = os.path.join(shared, "caxton.yaml")
+        with open(path, "w") as f:
+            f.write("api:\n  listen: 127.0.0.1:1\n")
+        os.chmod(path, 0o600 if os.geteuid() == 0 else 0o000)
+        empty = os.path.join(shared, "data")
+        os.mkdir(empty)
+        os.chmod(empty, 0o755)
+        # As installed: the config is the server's (0640 root:caxton), and an
+        # operator outside the group still finds the server from the environment.
+        env = {"CAXTON_LISTEN": f"127.0.0.1:{s.port}"}
+        r = _run_unprivileged("health-check", "--config", path, "--data-dir", empty, env=env)
+        assert r.returncode == 0, out(r)
+        assert "healthy" in r.stdout, out(r)
+        warning = [l for l in r.stderr.splitlines() if "warning" in l]
+        assert warning and path in warning[0] and "Permission denied" in warning[0], r.stderr
+        r = _run_unprivileged("service", "status", "--config", path, "--data-dir", empty)
+        assert r.returncode == 3, out(r)  # not running there, rather than a config error
+        assert "not running" in r.stdout, out(r)
+        # Showing or checking the configuration needs the file itself.
+        r = _run_unprivileged("config", "show", "--offline", "--config", path)
+        assert r.returncode == 2, out(r)
+        assert "Permission denied" in r.stderr, out(r)
+        # A file that is not there at all is still an error.
+        r = _run_unprivileged("health-check", "--config", os.path.join(shared, "nope.yaml"),
+                              "--data-dir", empty, env=env)
+        assert r.returncode == 2, out(r)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

@@ -15,6 +15,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 import warnings
 
 import pytest
@@ -220,7 +221,7 @@ def test_cli_cacert_flag(tls):
 
 def test_cli_cacert_environment(tls):
     r = tls.cli("status", "--server", tls.url, "--output", "json",
-                env={"CAXTON_CACERT": tls.cafile})
+                env={"CAXTON_CACERT": tls.cafile, "CAXTON_TOKEN": tls.token})
     assert r.returncode == 0, out(r)
     assert json.loads(r.stdout)["server"]["tls"] is True
 
@@ -253,6 +254,17 @@ def test_cli_unverified_certificate_exit_3(tls):
     r = tls.cli("status", "--cacert", other)
     assert r.returncode == 3, out(r)
     assert "certificate" in r.stderr and other in r.stderr, r.stderr
+
+
+def test_cli_wait_ready_stops_at_an_unverified_certificate(tls):
+    # Retrying cannot make the certificate verify: the answer comes at once.
+    t0 = time.monotonic()
+    r = tls.cli("health-check", "--wait-ready", "--timeout", "30s", "--server", tls.url,
+                timeout=60)
+    assert r.returncode == 3, out(r)
+    assert time.monotonic() - t0 < 10
+    assert "could not be verified" in r.stderr and "--cacert" in r.stderr, r.stderr
+    assert "not ready after" not in r.stderr, r.stderr
 
 
 def test_cli_unreadable_cacert_is_usage_error(tls):

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -110,6 +112,12 @@ static config_source origin_source(const cx_config *cfg, const char *key)
 }
 
 static char *no_env[] = {NULL};
+
+static bool str_has_suffix_test(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
 
 /* ---- defaults and happy paths ---------------------------------------------- */
 
@@ -1327,6 +1335,249 @@ static void test_restart_keys_changed(void **state)
     config_free(b);
 }
 
+/* ---- client mode ------------------------------------------------------------------------------ */
+
+/* Loads text as the --config file in client mode. */
+static int load_client(void **state, const char *text, char **envp, cx_config **cfg,
+                       config_diag *diag, cx_error *err)
+{
+    char *path = write_file(state, "caxton.yaml", text);
+    config_flags flags = {.config_path = path, .client = true};
+    int rc = config_load(&flags, envp, cfg, diag, err);
+    free(path);
+    return rc;
+}
+
+static void test_client_mode_missing_variable_is_empty(void **state)
+{
+    static const char text[] = "llm:\n  providers:\n    openai: {api_key: \"${OPENAI_API_KEY}\", "
+                               "base: \"x-${NOPE}-y\", model: \"${M:-gpt}\"}\n";
+    cx_config *cfg = NULL;
+    config_diag diag;
+    cx_error err;
+    assert_int_equal(load_text(state, text, no_env, &cfg, &diag, &err), CX_ECONFIG);
+    config_diag_free(&diag);
+
+    assert_int_equal(load_client(state, text, no_env, &cfg, &diag, &err), 0);
+    assert_int_equal(diag.error_count, 0);
+    const json_t *openai = json_object_get(cfg->llm_providers, "openai");
+    assert_string_equal(json_string_value(json_object_get(openai, "api_key")), "");
+    assert_string_equal(json_string_value(json_object_get(openai, "base")), "x--y");
+    assert_string_equal(json_string_value(json_object_get(openai, "model")), "gpt");
+    assert_null(cfg->file_unreadable);
+    config_free(cfg);
+    config_diag_free(&diag);
+
+    char *envp[] = {"OPENAI_API_KEY=sk-1", NULL};
+    assert_int_equal(load_client(state, text, envp, &cfg, NULL, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(cfg->llm_providers, "openai"), "api_key")), "sk-1");
+    config_free(cfg);
+}
+
+static void test_client_mode_still_refuses_bad_files(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *message;
+    } cases[] = {
+        {"api:\n  workers: many\n", "2:12: api.workers: expected an integer from 1 to 64"},
+        {"api: [\n", "YAML syntax error"},
+        {"api:\n  listen: \"${HOST}:80\"\n", "2:11: api.listen: expected host:port"},
+        {"llm:\n  providers:\n    p: {k: \"${K\"}\n", "unterminated ${"},
+        {"llm:\n  providers:\n    p: {k: \"${1}\"}\n", "invalid reference"},
+        {"llm:\n  providers: [a]\n", "llm.providers"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cx_config *cfg = NULL;
+        config_diag diag;
+        cx_error err;
+        assert_int_equal(load_client(state, cases[i].text, no_env, &cfg, &diag, &err),
+                         CX_ECONFIG);
+        assert_null(cfg);
+        if (!strstr(err.msg, cases[i].message))
+            fail_msg("case %zu: %s", i, err.msg);
+        config_diag_free(&diag);
+    }
+    /* A file that is not there is an error too: only an unreadable one is skipped. */
+    char *missing = tmp_path(state, "missing.yaml");
+    config_flags flags = {.config_path = missing, .client = true};
+    cx_config *cfg = NULL;
+    cx_error err;
+    assert_int_equal(config_load(&flags, no_env, &cfg, NULL, &err), CX_ECONFIG);
+    assert_non_null(strstr(err.msg, "No such file or directory"));
+    free(missing);
+}
+
+static void test_client_mode_does_not_check_tls_files(void **state)
+{
+    char *text = NULL;
+    char *cert = tmp_path(state, "gone-cert.pem"), *key = tmp_path(state, "gone-key.pem");
+    cx_config *cfg = NULL;
+    cx_error err;
+    assert_true(asprintf(&text, "api:\n  tls: {cert: %s, key: %s}\n", cert, key) > 0);
+    assert_int_equal(load_text(state, text, no_env, &cfg, NULL, &err), CX_ECONFIG);
+    assert_int_equal(load_client(state, text, no_env, &cfg, NULL, &err), 0);
+    assert_string_equal(cfg->api_tls_cert, cert); /* a client trusts it as a CA file */
+    assert_string_equal(cfg->api_tls_key, key);
+    config_free(cfg);
+    free(text);
+    /* Half a TLS setup is still wrong. */
+    assert_true(asprintf(&text, "api:\n  tls: {cert: %s}\n", cert) > 0);
+    assert_int_equal(load_client(state, text, no_env, &cfg, NULL, &err), CX_ECONFIG);
+    assert_non_null(strstr(err.msg, "TLS needs both a certificate and a key"));
+    free(text);
+    free(cert);
+    free(key);
+}
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            return 1;                                                                \
+        }                                                                            \
+    } while (0)
+
+/* Runs check as this user; as root (who reads anything) in a child process
+ * that has become nobody. check returns 0 when all is well. */
+static void run_unprivileged(int (*check)(const char *path), const char *dir, const char *path)
+{
+    if (geteuid() != 0) {
+        assert_int_equal(check(path), 0);
+        return;
+    }
+    assert_int_equal(chmod(dir, 0755), 0); /* nobody may look inside, not read the file */
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(2);
+        _exit(check(path));
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static int check_unreadable_file(const char *path)
+{
+    char *envp[] = {"CAXTON_API_WORKERS=7", NULL};
+    cx_config *cfg = NULL;
+    config_diag diag;
+    cx_error err;
+
+    /* The server (and `config show --offline`) refuse it... */
+    config_flags strict = {.config_path = path};
+    CHECK(config_load(&strict, envp, &cfg, &diag, &err) == CX_ECONFIG);
+    CHECK(strstr(err.msg, "Permission denied") != NULL);
+    config_diag_free(&diag);
+
+    /* ... a client goes on with defaults, environment and flags, and says so. */
+    config_flags client = {.config_path = path, .data_dir = "/from/flag", .client = true};
+    CHECK(config_load(&client, envp, &cfg, &diag, &err) == 0);
+    CHECK(diag.error_count == 0 && diag.warning_count == 1);
+    CHECK(str_has_prefix(diag.warnings[0], "--config: cannot read "));
+    CHECK(strstr(diag.warnings[0], path) != NULL);
+    CHECK(strstr(diag.warnings[0], "Permission denied; using the defaults") != NULL);
+    CHECK(cfg->file_unreadable && strcmp(cfg->file_unreadable, path) == 0);
+    CHECK(cfg->file_path == NULL);
+    CHECK(cfg->api_workers == 7);                            /* environment */
+    CHECK(strcmp(cfg->data_dir, "/from/flag") == 0);         /* flag */
+    CHECK(strcmp(cfg->api_listen, "127.0.0.1:8080") == 0);   /* default, not the file's */
+    CHECK(strcmp(cfg->agents_dir, "/from/flag/agents") == 0);
+    config_free(cfg);
+    config_diag_free(&diag);
+    return 0;
+}
+
+static void test_client_mode_unreadable_file_is_a_warning(void **state)
+{
+    /* Nothing on the heap while the child runs: it exits with no chance to free. */
+    char path[PATH_MAX];
+    char *written = write_file(state, "locked.yaml", "api: {listen: 10.0.0.1:1, workers: 2}\n");
+    snprintf(path, sizeof path, "%s", written);
+    free(written);
+    assert_int_equal(chmod(path, geteuid() == 0 ? 0600 : 0000), 0);
+    run_unprivileged(check_unreadable_file, *state, path);
+}
+
+/* ---- keeping restart-only settings on reload ------------------------------------------------- */
+
+static void test_keep_restart_keys(void **state)
+{
+    cx_config *running = NULL, *fresh = NULL;
+    cx_error err;
+    char *env_running[] = {"CAXTON_API_WORKERS=2", NULL};
+    assert_int_equal(load_text(state,
+                               "server:\n  data_dir: /run1\n"
+                               "api:\n  listen: 127.0.0.1:1\n  max_body: 1MB\n",
+                               env_running, &running, NULL, &err), 0);
+    assert_int_equal(load_text(state,
+                               "api:\n  listen: 0.0.0.0:2\n  max_body: 2MB\n  workers: 8\n"
+                               "server:\n  data_dir: /run2\n"
+                               "agents:\n  dir: /agents2\n  hot_reload: false\n"
+                               "logging: {level: debug}\n",
+                               no_env, &fresh, NULL, &err), 0);
+    assert_string_equal(fresh->memory_backups_dir, "/run2/backups");
+    const char **changed = config_restart_keys_changed(running, fresh);
+    assert_non_null(changed[0]);
+    free(changed);
+
+    assert_int_equal(config_keep_restart_keys(fresh, running), 0);
+    changed = config_restart_keys_changed(running, fresh);
+    assert_null(changed[0]);
+    free(changed);
+    /* Values and where they came from are the running ones... */
+    assert_string_equal(fresh->data_dir, "/run1");
+    assert_string_equal(origin_where(fresh, "server.data_dir"), origin_where(running,
+                                                                             "server.data_dir"));
+    assert_true(str_has_suffix_test(origin_where(fresh, "server.data_dir"), "caxton.yaml:2:13"));
+    assert_string_equal(fresh->api_listen, "127.0.0.1:1");
+    assert_int_equal(fresh->api_workers, 2);
+    assert_int_equal(origin_source(fresh, "api.workers"), CONFIG_SOURCE_ENV);
+    assert_string_equal(origin_where(fresh, "api.workers"), "CAXTON_API_WORKERS");
+    assert_string_equal(fresh->agents_dir, "/run1/agents");
+    assert_int_equal(origin_source(fresh, "agents.dir"), CONFIG_SOURCE_DEFAULT);
+    assert_string_equal(fresh->memory_path, "/run1/data/memory.db");
+    /* ... a default derived from data_dir follows the kept data_dir ... */
+    assert_string_equal(fresh->memory_backups_dir, "/run1/backups");
+    assert_int_equal(origin_source(fresh, "memory.backups.dir"), CONFIG_SOURCE_DEFAULT);
+    /* ... and what applies live is the fresh file's. */
+    assert_int_equal(fresh->api_max_body, 2 * 1024 * 1024);
+    assert_false(fresh->agents_hot_reload);
+    assert_string_equal(fresh->logging_level, "debug");
+    json_t *shown = config_effective_json(fresh, true);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(shown,
+                                                                          "server.data_dir"),
+                                                          "value")), "/run1");
+    json_decref(shown);
+    config_free(fresh);
+
+    /* A backups dir the file sets is the file's, whatever data_dir is kept. */
+    assert_int_equal(load_text(state, "server: {data_dir: /run2}\nmemory: {backups: {dir: /b2}}\n",
+                               no_env, &fresh, NULL, &err), 0);
+    assert_int_equal(config_keep_restart_keys(fresh, running), 0);
+    assert_string_equal(fresh->data_dir, "/run1");
+    assert_string_equal(fresh->memory_backups_dir, "/b2");
+    assert_int_equal(origin_source(fresh, "memory.backups.dir"), CONFIG_SOURCE_FILE);
+    config_free(fresh);
+
+    /* Keeping a config's own values changes nothing. */
+    assert_int_equal(load_text(state, "server:\n  data_dir: /run1\napi:\n  listen: 127.0.0.1:1\n",
+                               env_running, &fresh, NULL, &err), 0);
+    json_t *before = config_effective_json(fresh, false);
+    assert_int_equal(config_keep_restart_keys(fresh, running), 0);
+    json_t *after = config_effective_json(fresh, false);
+    assert_true(json_equal(before, after));
+    json_decref(before);
+    json_decref(after);
+    config_free(fresh);
+    config_free(running);
+}
+
 static void test_key_names(void **state)
 {
     (void)state;
@@ -1417,6 +1668,11 @@ int main(void)
         T(test_effective_json_sources),
         T(test_effective_json_redacts_secrets),
         T(test_restart_keys_changed),
+        T(test_client_mode_missing_variable_is_empty),
+        T(test_client_mode_still_refuses_bad_files),
+        T(test_client_mode_does_not_check_tls_files),
+        T(test_client_mode_unreadable_file_is_a_warning),
+        T(test_keep_restart_keys),
         T(test_key_names),
         T(test_load_file_ignores_environment),
         T(test_concurrent_loads_are_independent),

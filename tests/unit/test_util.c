@@ -6,6 +6,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
@@ -534,6 +536,182 @@ static void test_mem_equal_ct(void **state)
     assert_true(mem_equal_ct("a", "b", 0));
 }
 
+/* ---- strbuf.failed, fs_write_all ---------------------------------------------- */
+
+static void test_strbuf_failed_marks_a_lost_append(void **state)
+{
+    (void)state;
+    strbuf sb;
+    strbuf_init(&sb);
+    assert_false(sb.failed);
+    assert_int_equal(strbuf_appends(&sb, "kept"), 0);
+    assert_false(sb.failed);
+    /* More than a buffer may ever hold: refused before the data is touched. */
+    assert_int_equal(strbuf_append(&sb, "", SIZE_MAX / 2), CX_ENOMEM);
+    assert_true(sb.failed);
+    assert_string_equal(sb.data, "kept"); /* the content so far is intact */
+    assert_int_equal(strbuf_appends(&sb, "!"), 0);
+    assert_true(sb.failed); /* it stays set: the content is incomplete */
+    strbuf_free(&sb);
+    strbuf_init(&sb);
+    assert_false(sb.failed);
+    strbuf_free(&sb);
+}
+
+static void test_write_all_writes_everything(void **state)
+{
+    char *path = tmp_path(state, "out");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    static char big[256 * 1024];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    assert_int_equal(fs_write_all(fd, big, sizeof big), 0);
+    assert_int_equal(fs_write_all(fd, "", 0), 0);
+    close(fd);
+    char *data = NULL;
+    size_t len = 0;
+    cx_error err;
+    assert_int_equal(fs_read_file(path, sizeof big, &data, &len, &err), 0);
+    assert_int_equal(len, sizeof big);
+    assert_memory_equal(data, big, sizeof big);
+    free(data);
+    free(path);
+}
+
+static void test_write_all_reports_errno(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    close(fds[0]); /* nobody reads: EPIPE (SIGPIPE ignored below) */
+    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+    errno = 0;
+    assert_int_equal(fs_write_all(fds[1], "x", 1), -1);
+    assert_int_equal(errno, EPIPE);
+    signal(SIGPIPE, old);
+    close(fds[1]);
+    errno = 0;
+    assert_int_equal(fs_write_all(-1, "x", 1), -1);
+    assert_int_equal(errno, EBADF);
+}
+
+/* ---- text_make_utf8, env_lookup ------------------------------------------------- */
+
+static void test_make_utf8(void **state)
+{
+    (void)state;
+    char ascii[] = "plain text";
+    text_make_utf8(ascii);
+    assert_string_equal(ascii, "plain text");
+    char good[] = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    text_make_utf8(good);
+    assert_string_equal(good, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    char bad[] = "a\xff" "b\xc3" "c\xe2\x82" "d\xc0\xaf" "e\xed\xa0\x80" "f\xf4\x90\x80\x80";
+    text_make_utf8(bad);
+    assert_true(text_is_utf8(bad, strlen(bad)));
+    /* Same length: each bad byte became one '?'; valid bytes were kept. */
+    assert_string_equal(bad, "a?b?c??d??e???f????");
+    char cut[] = "end\xe2\x82";
+    text_make_utf8(cut);
+    assert_string_equal(cut, "end??");
+    char empty[] = "";
+    text_make_utf8(empty);
+    assert_string_equal(empty, "");
+}
+
+static void test_env_lookup(void **state)
+{
+    (void)state;
+    char *envp[] = {"CAXTON_TOKEN=tok", "CAXTON_TOKEN_FILE=other", "EMPTY=", "EQ=a=b",
+                    "NOEQUALS", NULL};
+    assert_string_equal(env_lookup(envp, "CAXTON_TOKEN"), "tok");
+    assert_string_equal(env_lookup(envp, "CAXTON_TOKEN_FILE"), "other");
+    assert_string_equal(env_lookup(envp, "EMPTY"), "");
+    assert_string_equal(env_lookup(envp, "EQ"), "a=b");
+    assert_null(env_lookup(envp, "CAXTON"));      /* a prefix is not a name */
+    assert_null(env_lookup(envp, "NOEQUALS"));
+    assert_null(env_lookup(envp, "MISSING"));
+    assert_null(env_lookup(NULL, "CAXTON_TOKEN"));
+    char *none[] = {NULL};
+    assert_null(env_lookup(none, "CAXTON_TOKEN"));
+}
+
+/* ---- hostport ------------------------------------------------------------------ */
+
+static void expect_split(const char *text, const char *host, unsigned port)
+{
+    char got[HOSTPORT_HOST_MAX + 1];
+    unsigned got_port = 12345;
+    cx_error err;
+    if (!host) {
+        assert_int_equal(hostport_split(text, got, sizeof got, &got_port, &err), CX_EINVAL);
+        assert_non_null(strstr(err.msg, "is not HOST:PORT"));
+        assert_int_equal(got_port, 12345); /* untouched */
+        return;
+    }
+    assert_int_equal(hostport_split(text, got, sizeof got, &got_port, &err), 0);
+    assert_string_equal(got, host);
+    assert_int_equal(got_port, port);
+}
+
+static void test_hostport_split(void **state)
+{
+    (void)state;
+    expect_split("127.0.0.1:8080", "127.0.0.1", 8080);
+    expect_split("0.0.0.0:0", "0.0.0.0", 0);
+    expect_split("localhost:65535", "localhost", 65535);
+    expect_split("[::1]:443", "::1", 443);
+    expect_split("[::]:80", "::", 80);
+    expect_split("[fe80::1%eth0]:9000", "fe80::1%eth0", 9000);
+    expect_split("host:00080", "host", 80);
+    static const char *const bad[] = {
+        "127.0.0.1", ":8080", "::1:8080", "host:65536", "host:", "host:-1", "[::1]8080",
+        "[]:80", "host:80x", "[::1]:", "8080", "host:123456", "[127.0.0.1]:80", "[::1:80",
+        "", "host: 80", "host:+80",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        expect_split(bad[i], NULL, 0);
+
+    /* The host may have up to HOSTPORT_HOST_MAX characters. */
+    char text[HOSTPORT_HOST_MAX + 16], host[HOSTPORT_HOST_MAX + 1];
+    memset(host, 'h', HOSTPORT_HOST_MAX);
+    host[HOSTPORT_HOST_MAX] = '\0';
+    snprintf(text, sizeof text, "%s:1", host);
+    expect_split(text, host, 1);
+    snprintf(text, sizeof text, "h%s:1", host);
+    expect_split(text, NULL, 0);
+    /* ... and never more than the caller's buffer holds. */
+    char small[4];
+    unsigned port;
+    cx_error err;
+    assert_int_equal(hostport_split("abcd:1", small, sizeof small, &port, &err), CX_EINVAL);
+    assert_int_equal(hostport_split("abc:1", small, sizeof small, &port, &err), 0);
+    assert_string_equal(small, "abc");
+}
+
+static void expect_local(const char *listen, const char *expected)
+{
+    char out[HOSTPORT_HOST_MAX + 16];
+    hostport_local(listen, out, sizeof out);
+    assert_string_equal(out, expected);
+}
+
+static void test_hostport_local(void **state)
+{
+    (void)state;
+    expect_local("0.0.0.0:8080", "127.0.0.1:8080");
+    expect_local("[::]:8443", "[::1]:8443");
+    expect_local("127.0.0.1:80", "127.0.0.1:80");
+    expect_local("[::1]:80", "[::1]:80");
+    expect_local("10.1.2.3:9", "10.1.2.3:9");
+    expect_local("example.com:443", "example.com:443");
+    expect_local("0.0.0.0.example:1", "0.0.0.0.example:1"); /* only the wildcard itself */
+    char tiny[8];
+    hostport_local("0.0.0.0:8080", tiny, sizeof tiny); /* cut, never overrun */
+    assert_int_equal(strlen(tiny), sizeof tiny - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +744,14 @@ int main(void)
         cmocka_unit_test(test_utf8_validation),
         cmocka_unit_test(test_quote_escapes_and_truncates),
         cmocka_unit_test(test_mem_equal_ct),
+        cmocka_unit_test(test_strbuf_failed_marks_a_lost_append),
+        cmocka_unit_test_setup_teardown(test_write_all_writes_everything, make_tmpdir,
+                                        remove_tmpdir),
+        cmocka_unit_test(test_write_all_reports_errno),
+        cmocka_unit_test(test_make_utf8),
+        cmocka_unit_test(test_env_lookup),
+        cmocka_unit_test(test_hostport_split),
+        cmocka_unit_test(test_hostport_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,7 @@ set -eu
 
 build="build-essential cmake pkg-config libuv1-dev libmicrohttpd-dev libjansson-dev
        libyaml-dev libsqlite3-dev libcurl4-openssl-dev libsystemd-dev libgnutls28-dev"
-test="$build libcmocka-dev python3 python3-pytest prometheus openssl valgrind"
+test="$build libcmocka-dev python3 python3-pytest python3-yaml prometheus openssl valgrind"
 bench="$build wrk nginx-light"
 
 want=""

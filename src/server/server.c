@@ -158,9 +158,9 @@ static void remove_run_file(server *s, const char *name)
  * a failure never leaves a token that nobody holds. */
 static int ensure_admin_token(server *s, cx_error *err)
 {
-    int64_t active = 0;
+    int64_t active = 0, ever = 0;
     int rc = state_token_count_active(s->app.state, TOKEN_ROLE_ADMIN, &active, err);
-    if (rc < 0 || active > 0)
+    if (rc < 0 || active > 0 || (rc = state_token_count(s->app.state, &ever, err)) < 0)
         return rc;
     token_record t;
     char secret[TOKEN_SECRET_LEN + 1], line[TOKEN_SECRET_LEN + 2];
@@ -185,7 +185,11 @@ static int ensure_admin_token(server *s, cx_error *err)
                             "token.create", "token_id", t.id, "token_name", "admin", "role",
                             "admin"),
                   "token %s created", t.id);
-        log_info("auth", "no active admin token: a new one (%s) was written to %s", t.id, path);
+        if (ever == 0)
+            log_info("auth", "first admin token %s written to %s", t.id, path);
+        else
+            log_warn("auth", "no active admin token was left: a new one (%s) was written to %s",
+                     t.id, path);
     }
     free(path);
     return rc;

@@ -12,6 +12,10 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST     ?= /usr/bin/python3 -m pytest
 CMAKE_OPTS ?=
 
+# apt-get cannot run twice at once: keep targets in order even under -j
+# (each cmake --build is parallel on its own).
+.NOTPARALLEL:
+
 .PHONY: all build run test deps-build deps-test deps-bench unit e2e asan bench valgrind \
         install clean
 
@@ -25,13 +29,13 @@ deps-bench:
 	@scripts/deps.sh bench
 
 $(BUILD)/Makefile:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_OPTS)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAXTON_TESTS=OFF $(CMAKE_OPTS)
 
 build: deps-build $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	@mkdir -p $(DATA)
+	@mkdir -p -m 700 $(DATA)
 	@echo "caxton: data dir $(DATA), logs in $(DATA)/log; stop with Ctrl-C"
 	exec $(BUILD)/caxton serve --data-dir $(DATA) --log-dir $(DATA)/log
 
@@ -53,7 +57,7 @@ test: unit e2e
 bench: deps-bench build
 	bench/run.sh $(BUILD)/caxton
 
-valgrind: build
+valgrind: deps-test build
 	CAXTON_PLAIN_BIN=$(CURDIR)/$(BUILD)/caxton $(PYTEST) -q tests/e2e/test_valgrind.py
 
 install: build

@@ -4,10 +4,10 @@
 # Runs apt-get as root (or through sudo); does nothing when all are present.
 set -eu
 
-build="build-essential cmake pkg-config libuv1-dev libmicrohttpd-dev libjansson-dev
+build="build-essential curl cmake pkg-config libuv1-dev libmicrohttpd-dev libjansson-dev
        libyaml-dev libsqlite3-dev libcurl4-openssl-dev libsystemd-dev libgnutls28-dev"
 test="$build libcmocka-dev python3 python3-pytest python3-yaml prometheus openssl valgrind"
-bench="$build wrk nginx-light"
+bench="$build python3 wrk nginx-light"
 
 want=""
 for group in "$@"; do
@@ -34,9 +34,22 @@ if [ "$(id -u)" != 0 ]; then
   command -v sudo >/dev/null || { echo "deps.sh: need root or sudo to install:$missing" >&2; exit 1; }
   sudo="sudo"
 fi
-export DEBIAN_FRONTEND=noninteractive
+# sudo resets the environment: pass DEBIAN_FRONTEND through env.
+apt="$sudo env DEBIAN_FRONTEND=noninteractive apt-get"
 # A fresh machine has empty package lists; refresh them once when a package is unknown.
-if ! $sudo apt-get install -y --no-install-recommends $missing; then
-  $sudo apt-get update
-  $sudo apt-get install -y --no-install-recommends $missing
+if ! $apt install -y --no-install-recommends $missing; then
+  $apt update
+  $apt install -y --no-install-recommends $missing
+fi
+
+# prometheus (for promtool) and nginx (the benchmark's reference) start
+# network daemons when installed on a systemd host; we only want their
+# binaries, so stop the services this script itself just installed.
+if [ -d /run/systemd/system ]; then
+  for pair in prometheus:prometheus.service nginx-light:nginx.service; do
+    pkg=${pair%%:*} unit=${pair#*:}
+    case " $missing " in
+      *" $pkg "*) $sudo systemctl disable --now "$unit" >/dev/null 2>&1 || true ;;
+    esac
+  done
 fi

@@ -38,7 +38,6 @@ struct http_server {
     int64_t max_connections;
     bool quiesced;
     uint64_t max_body;          /* atomic */
-    int in_flight;              /* atomic */
     pthread_rwlock_t public_lock;
     char **public_paths;
     size_t public_count;
@@ -431,7 +430,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!ctx)
             return MHD_NO;
         *con_cls = ctx;
-        __atomic_add_fetch(&s->in_flight, 1, __ATOMIC_RELAXED);
+        metrics_http_request_started();
         ctx->server = s;
         ctx->conn = conn;
         ctx->start_ns = time_monotonic_ns();
@@ -499,7 +498,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)conn;
-    http_server *s = cls;
+    (void)cls;
     request_ctx *ctx = *con_cls;
     if (!ctx)
         return;
@@ -519,7 +518,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(ctx->path_copy);
     free(ctx);
     *con_cls = NULL;
-    __atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_RELAXED);
+    metrics_http_request_finished();
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -867,7 +866,7 @@ void http_quiesce(http_server *s)
 
 int http_in_flight(http_server *s)
 {
-    return s ? __atomic_load_n(&s->in_flight, __ATOMIC_RELAXED) : 0;
+    return s ? (int)metrics_http_requests_in_flight() : 0;
 }
 
 void http_stop(http_server *s)

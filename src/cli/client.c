@@ -21,9 +21,11 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "cli/cli_internal.h"
@@ -266,6 +268,9 @@ int client_request_timeout(client *c, const char *method, const char *path, cons
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* A proxy would see the bearer token: never use one for this host's own
+     * server, nor for loopback addresses. */
+    curl_easy_setopt(curl, CURLOPT_NOPROXY, c->local ? "*" : "localhost,127.0.0.1,::1");
     /* Verification stays on (libcurl's default); a CA file replaces the system bundle. */
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -522,6 +527,21 @@ static char *local_server_url(const cx_config *cfg)
     return url;
 }
 
+/* True while a server holds the data dir's lock. */
+static bool server_holds_lock(const char *data_dir)
+{
+    char *path = path_join(data_dir, DATADIR_LOCK_FILE);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY) : -1;
+    free(path);
+    if (fd < 0)
+        return false;
+    bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    if (!held)
+        flock(fd, LOCK_UN);
+    close(fd);
+    return held;
+}
+
 char *cli_local_token(const char *data_dir)
 {
     char *path = data_dir ? path_join(data_dir, DATADIR_ADMIN_TOKEN) : NULL;
@@ -556,7 +576,11 @@ int cli_connect(const cli_invocation *inv, client *c)
             return CLI_EXIT_UNREACHABLE;
         }
     }
-    char *token = inv->token ? str_dup(inv->token) : cfg ? cli_local_token(cfg->data_dir) : NULL;
+    /* The admin token file goes only to the server that holds this data dir:
+     * with no server running, whatever listens on api.listen could be anyone. */
+    char *token = inv->token                                    ? str_dup(inv->token)
+                  : cfg && server_holds_lock(cfg->data_dir)     ? cli_local_token(cfg->data_dir)
+                                                                : NULL;
     int rc = url && (token || !inv->token) ? client_init(c, url, token, inv->timeout_ms, &err)
                                            : cx_error_set(&err, CX_ENOMEM, "out of memory");
     free(url);

@@ -45,6 +45,12 @@
 #define CONFIG_MAX_DEPTH 32           /* nesting inside llm/tools settings */
 #define CONFIG_MAX_FLOW_DEPTH 64      /* [ and { nesting, checked before parsing */
 #define CONFIG_MAX_VALUES 100000      /* converted values, aliases counted each time */
+/* Bytes of scalar text converted, aliases counted each time: one anchored
+ * long string used thousands of times must not take gigabytes. */
+#define CONFIG_MAX_EXPANDED_BYTES (4 * CONFIG_MAX_FILE_SIZE)
+/* libyaml resolves each alias by a linear search of the anchors, so many of
+ * both cost quadratic time; a configuration needs a handful. */
+#define CONFIG_MAX_ANCHORS 1000
 #define CONFIG_MAX_LIST 256           /* entries in api.public */
 #define CONFIG_MAX_KEY 64             /* bytes in one mapping key of the schema */
 #define CONFIG_MAX_DIAG 100           /* lines of each kind kept in config_diag */
@@ -534,6 +540,7 @@ typedef struct loader {
     const char *file;       /* the config file as the operator named it */
     yaml_document_t *doc;
     size_t budget;          /* values left to convert (aliases count each time) */
+    size_t byte_budget;     /* scalar bytes left to convert (likewise) */
 } loader;
 
 static int diag_push(char ***lines, size_t *count, char *line)
@@ -909,7 +916,15 @@ static json_t *scalar_to_json(loader *ld, yaml_node_t *n, const char *path)
     if (!text)
         return NULL;
     json_t *s = NULL;
-    if (!text_is_utf8(text, strlen(text)))
+    size_t text_len = strlen(text);
+    if (text_len > ld->byte_budget) {
+        loader_error(ld, "%s: %s: values add up to more than %d bytes (aliases count each time "
+                     "they are used)", where, path, CONFIG_MAX_EXPANDED_BYTES);
+        free(text);
+        return NULL;
+    }
+    ld->byte_budget -= text_len;
+    if (!text_is_utf8(text, text_len))
         loader_error(ld, "%s: %s: the value is not valid UTF-8 after expanding variables", where,
                      path);
     else if (!(s = json_string(text)))
@@ -1296,11 +1311,13 @@ static size_t skip_quoted(const char *data, size_t len, size_t i)
 }
 
 /* libyaml's scanner costs tokens times flow depth, so a 1 MB file of "[[[["
- * takes minutes. This rough pass (it skips quotes and comments, and may only
- * undercount) finds such nesting first. Returns the offending offset or len. */
-static size_t find_deep_flow(const char *data, size_t len)
+ * takes minutes, and its alias resolution is quadratic in anchors. This rough
+ * pass (it skips quotes and comments) finds deep nesting and anchor floods
+ * before libyaml sees them. Returns the offending offset, or len. */
+static size_t find_parse_hazard(const char *data, size_t len, bool *too_many_anchors)
 {
-    size_t depth = 0;
+    size_t depth = 0, anchors = 0;
+    *too_many_anchors = false;
     for (size_t i = 0; i < len; i++) {
         char c = data[i];
         if ((c == '"' || c == '\'') && yaml_token_boundary(data, i))
@@ -1312,11 +1329,16 @@ static size_t find_deep_flow(const char *data, size_t len)
             return i;
         else if ((c == ']' || c == '}') && depth > 0)
             depth--;
+        else if ((c == '&' || c == '*') && yaml_token_boundary(data, i) &&
+                 ++anchors > CONFIG_MAX_ANCHORS) {
+            *too_many_anchors = true;
+            return i;
+        }
     }
     return len;
 }
 
-static void report_deep_flow(loader *ld, const char *data, size_t at)
+static void report_parse_hazard(loader *ld, const char *data, size_t at, bool anchors)
 {
     size_t line = 1, column = 1;
     for (size_t i = 0; i < at; i++, column++)
@@ -1324,15 +1346,20 @@ static void report_deep_flow(loader *ld, const char *data, size_t at)
             line++;
             column = 0;
         }
-    loader_error(ld, "%s:%zu:%zu: brackets nested more than %d levels deep; flatten this value",
-                 ld->file, line, column, CONFIG_MAX_FLOW_DEPTH);
+    if (anchors)
+        loader_error(ld, "%s:%zu:%zu: more than %d anchors and aliases (&name, *name); a "
+                     "configuration needs far fewer", ld->file, line, column, CONFIG_MAX_ANCHORS);
+    else
+        loader_error(ld, "%s:%zu:%zu: brackets nested more than %d levels deep; flatten this "
+                     "value", ld->file, line, column, CONFIG_MAX_FLOW_DEPTH);
 }
 
 static void load_yaml(loader *ld, const char *data, size_t len)
 {
-    size_t deep = find_deep_flow(data, len);
+    bool anchors;
+    size_t deep = find_parse_hazard(data, len, &anchors);
     if (deep < len) {
-        report_deep_flow(ld, data, deep);
+        report_parse_hazard(ld, data, deep, anchors);
         return;
     }
     yaml_parser_t parser;
@@ -1546,6 +1573,7 @@ static void loader_init(loader *ld, char *const *envp, config_diag *diag, cx_err
     ld->diag = diag ? diag : &ld->local_diag;
     memset(ld->diag, 0, sizeof *ld->diag);
     ld->budget = CONFIG_MAX_VALUES;
+    ld->byte_budget = CONFIG_MAX_EXPANDED_BYTES;
     cx_error_clear(err);
 }
 

@@ -34,6 +34,7 @@ static struct {
     uint64_t duration_sum_ns[METRICS_MAX_ROUTES];
     uint64_t requests_total;
     int64_t connections;
+    int64_t in_flight;
     uint64_t config_failures;
     uint64_t start_ms;
     pthread_mutex_t collectors_lock;
@@ -96,6 +97,9 @@ void metrics_http_observe(size_t route_id, const char *method, unsigned status,
     ADD(&metrics.duration_sum_ns[route_id], duration_ns);
 }
 
+void metrics_http_request_started(void) { ADD(&metrics.in_flight, 1); }
+void metrics_http_request_finished(void) { ADD(&metrics.in_flight, -1); }
+int64_t metrics_http_requests_in_flight(void) { return LOAD(&metrics.in_flight); }
 void metrics_http_connection_opened(void) { ADD(&metrics.connections, 1); }
 void metrics_http_connection_closed(void) { ADD(&metrics.connections, -1); }
 int64_t metrics_http_connections(void) { return LOAD(&metrics.connections); }
@@ -178,6 +182,10 @@ static void render_http(strbuf *out)
         strbuf_appendf(out, "\"} %llu\n", (unsigned long long)count);
     }
 
+    family(out, "caxton_http_requests_in_flight", "gauge",
+           "HTTP requests received and not yet completed (this scrape included).");
+    strbuf_appendf(out, "caxton_http_requests_in_flight %lld\n",
+                   (long long)LOAD(&metrics.in_flight));
     family(out, "caxton_http_connections", "gauge", "HTTP connections open now.");
     strbuf_appendf(out, "caxton_http_connections %lld\n", (long long)LOAD(&metrics.connections));
 }

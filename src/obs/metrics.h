@@ -21,6 +21,10 @@ void metrics_init(const char *const *route_names, size_t route_count);
 
 void metrics_http_observe(size_t route_id, const char *method, unsigned status,
                           uint64_t duration_ns);
+/* A request from its first header to its completion. */
+void metrics_http_request_started(void);
+void metrics_http_request_finished(void);
+int64_t metrics_http_requests_in_flight(void);
 void metrics_http_connection_opened(void);
 void metrics_http_connection_closed(void);
 int64_t metrics_http_connections(void);

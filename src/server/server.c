@@ -499,6 +499,9 @@ int server_main(const config_flags *flags)
     cx_error err = {0};
     umask(0077);
     signal(SIGPIPE, SIG_IGN);
+    /* logrotate may send SIGHUP while we start: until the loop's handler is
+     * installed, it must not kill us. */
+    signal(SIGHUP, SIG_IGN);
     raise_fd_limit();
     log_set_stderr(true);
 

@@ -22,7 +22,9 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 
 def base_env(**extra):
     """The environment for caxton processes: no stray CAXTON_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAXTON_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CAXTON_") and not k.lower().endswith("_proxy")
+           and k != "NOTIFY_SOCKET"}
     env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=99"
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=98"
     env.update(extra)

@@ -57,6 +57,12 @@ NASTY = {
     "int_overflow": b"api:\n  workers: 99999999999999999999999999\n",
     "negative_size": b"api:\n  max_body: -1MB\n",
     "float_duration": b"server:\n  shutdown_timeout: 1e309s\n",
+    # One long anchored string used hundreds of times: gigabytes if copied.
+    "alias_byte_bomb": b"x: &a \"" + b"y" * 400000 + b"\"\nllm:\n  providers:\n    p:\n"
+                       + b"".join(b"      k%d: *a\n" % i for i in range(900)),
+    # Tens of thousands of anchors and aliases: quadratic in libyaml.
+    "anchor_flood": b"".join(b"a%d: &x%d 1\n" % (i, i) for i in range(20000))
+                    + b"".join(b"b%d: *x%d\n" % (i, i) for i in range(20000)),
 }
 
 

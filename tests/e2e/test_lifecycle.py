@@ -128,11 +128,20 @@ def test_stop_signal(make_server, sig):
     assert s.admin("GET", "/api/v1/status").status == 200
 
 
+
+def wait_in_flight(s, n=1, timeout=10):
+    """Waits until the server counts n requests in flight besides the scrape."""
+    def busy():
+        text = s.get("/metrics").body.decode()
+        m = re.search(r"^caxton_http_requests_in_flight (\d+)", text, re.M)
+        return m and int(m.group(1)) >= n + 1
+    assert wait_for(busy, timeout), "the request never reached the server"
+
 def test_drain_refuses_new_connections(make_server):
     s = make_server(config="server:\n  shutdown_timeout: 10s\n")
     conn, rest = partial_post(s)
     try:
-        time.sleep(0.2)  # the request is being received
+        wait_in_flight(s)
         t0 = time.monotonic()
         s.signal(signal.SIGTERM)
         assert wait_log(os.path.join(s.log_dir, "caxton.log"), "SIGTERM"), s.stderr()
@@ -165,7 +174,7 @@ def test_drain_request_on_open_connection_gets_503(make_server):
         idle.sendall(f"GET /health HTTP/1.1\r\nHost: {s.host}\r\n\r\n".encode())
         status, _, _ = recv_response(idle)
         assert status == 200
-        time.sleep(0.2)
+        wait_in_flight(s)
         s.signal(signal.SIGTERM)
         assert wait_log(os.path.join(s.log_dir, "caxton.log"), "SIGTERM"), s.stderr()
         assert s.proc.poll() is None
@@ -192,7 +201,7 @@ def test_stuck_request_does_not_hold_shutdown_beyond_timeout(make_server):
     s = make_server(config="server:\n  shutdown_timeout: 2s\n")
     conn, _ = partial_post(s)  # never completed
     try:
-        time.sleep(0.2)
+        wait_in_flight(s)
         t0 = time.monotonic()
         s.signal(signal.SIGTERM)
         code = s.proc.wait(timeout=15)
@@ -210,7 +219,7 @@ def test_second_signal_stops_without_waiting(make_server):
     s = make_server(config="server:\n  shutdown_timeout: 60s\n")
     conn, _ = partial_post(s)
     try:
-        time.sleep(0.2)
+        wait_in_flight(s)
         s.signal(signal.SIGTERM)
         assert wait_log(os.path.join(s.log_dir, "caxton.log"), "SIGTERM")
         assert s.proc.poll() is None

@@ -448,13 +448,14 @@ def test_client_commands_do_not_need_the_servers_secrets(make_server, tmp_path):
     assert re.search(rf"{re.escape(bad)}:1:\d+: api.workers", r.stderr), r.stderr
 
 
-def _run_unprivileged(*args, env=None):
+def _run_unprivileged(binary, *args, env=None):
     """Runs `caxton ARGS` as a user who cannot read root's 0600 files:
-    nobody when we are root (root reads anything), else ourselves."""
+    nobody when we are root (root reads anything), else ourselves. binary is
+    a copy nobody can reach (the checkout may sit under a private home)."""
     kw = {}
     if os.geteuid() == 0:
         kw = {"user": 65534, "group": 65534, "extra_groups": []}
-    return subprocess.run([BIN, *args], env=base_env(**(env or {})), capture_output=True,
+    return subprocess.run([binary, *args], env=base_env(**(env or {})), capture_output=True,
                           text=True, timeout=60, cwd="/", **kw)
 
 
@@ -470,23 +471,26 @@ def test_client_commands_work_with_an_unreadable_config(make_server):
         empty = os.path.join(shared, "data")
         os.mkdir(empty)
         os.chmod(empty, 0o755)
+        binary = os.path.join(shared, "caxton")
+        shutil.copy(BIN, binary)
+        os.chmod(binary, 0o755)
         # As installed: the config is the server's (0640 root:caxton), and an
         # operator outside the group still finds the server from the environment.
         env = {"CAXTON_LISTEN": f"127.0.0.1:{s.port}"}
-        r = _run_unprivileged("health-check", "--config", path, "--data-dir", empty, env=env)
+        r = _run_unprivileged(binary, "health-check", "--config", path, "--data-dir", empty, env=env)
         assert r.returncode == 0, out(r)
         assert "healthy" in r.stdout, out(r)
         warning = [l for l in r.stderr.splitlines() if "warning" in l]
         assert warning and path in warning[0] and "Permission denied" in warning[0], r.stderr
-        r = _run_unprivileged("service", "status", "--config", path, "--data-dir", empty)
+        r = _run_unprivileged(binary, "service", "status", "--config", path, "--data-dir", empty)
         assert r.returncode == 3, out(r)  # not running there, rather than a config error
         assert "not running" in r.stdout, out(r)
         # Showing or checking the configuration needs the file itself.
-        r = _run_unprivileged("config", "show", "--offline", "--config", path)
+        r = _run_unprivileged(binary, "config", "show", "--offline", "--config", path)
         assert r.returncode == 2, out(r)
         assert "Permission denied" in r.stderr, out(r)
         # A file that is not there at all is still an error.
-        r = _run_unprivileged("health-check", "--config", os.path.join(shared, "nope.yaml"),
+        r = _run_unprivileged(binary, "health-check", "--config", os.path.join(shared, "nope.yaml"),
                               "--data-dir", empty, env=env)
         assert r.returncode == 2, out(r)
     finally:

@@ -1,7 +1,7 @@
 # Thin wrapper over CMake. The two commands of the README:
 #   make run    install build packages if missing, build, serve on embedded defaults
 #   make test   install test packages if missing, build with sanitizers, run all tests
-# Other targets: build, unit, e2e, bench, valgrind, install, clean.
+# Other targets: build, unit, conformance, e2e, bench, bench-wasm, valgrind, install, clean.
 # make test also builds the plain binary: the valgrind tests run it.
 
 BUILD      ?= build
@@ -17,7 +17,7 @@ CMAKE_OPTS ?=
 .NOTPARALLEL:
 
 .PHONY: all build run test deps-build deps-test deps-bench unit e2e asan bench valgrind \
-        install clean
+        install clean conformance bench-wasm
 
 all: build
 
@@ -52,10 +52,19 @@ e2e: asan build
 	CAXTON_BIN=$(CURDIR)/$(ASAN_BUILD)/caxton CAXTON_PLAIN_BIN=$(CURDIR)/$(BUILD)/caxton \
 	  $(PYTEST) -q tests/e2e
 
-test: unit e2e
+test: unit conformance e2e
+
+# The WebAssembly spec test suite (../shared/wasm-testsuite or
+# CAXTON_WASM_TESTSUITE), alone.
+conformance: asan
+	tests/conformance/run.sh $(CURDIR)/$(ASAN_BUILD)/wasm_spec_runner
 
 bench: deps-bench build
 	bench/run.sh $(BUILD)/caxton
+
+# WebAssembly engine: the same C programs natively, in Caxton and in wabt.
+bench-wasm: deps-bench build
+	/usr/bin/python3 bench/wasm/bench.py $(BUILD)/wasm_bench_run
 
 valgrind: deps-test build
 	CAXTON_PLAIN_BIN=$(CURDIR)/$(BUILD)/caxton $(PYTEST) -q tests/e2e/test_valgrind.py

@@ -75,6 +75,19 @@ static const cli_flag *const token_create_flags[] = {&flag_role, &flag_name, &fl
                                                      NULL};
 static const cli_flag *const server_flags[] = {&flag_cacert, NULL}; /* only talks to the server */
 
+static const cli_flag flag_invoke = {"invoke", CLI_TEXT, "NAME", NULL, true,
+                                     "The exported function to call"};
+static const cli_flag flag_fuel = {"fuel", CLI_TEXT, "N", NULL, false,
+                                   "Fuel the call may use (default 10000000000)"};
+static const cli_flag flag_max_memory = {"max-memory", CLI_TEXT, "SIZE", NULL, false,
+                                         "Largest linear memory (default 10MB)"};
+static const cli_flag flag_wasm_comprehensive = {
+    "comprehensive", CLI_SWITCH, NULL, NULL, false,
+    "Also list imports and exports and instantiate once (a dry run)"};
+static const cli_flag *const wasm_validate_flags[] = {&flag_wasm_comprehensive, NULL};
+static const cli_flag *const wasm_run_flags[] = {&flag_invoke, &flag_fuel, &flag_max_memory,
+                                                 NULL};
+
 /* ---- The table ------------------------------------------------------------------------------ */
 
 static const cli_group groups[] = {
@@ -84,6 +97,7 @@ static const cli_group groups[] = {
     {"service", "Manage a background server on hosts without systemd"},
     {"config", "Validate and show the server configuration"},
     {"token", "Create, list and revoke API tokens"},
+    {"wasm", "Check and run WebAssembly modules with Caxton's engine (offline)"},
     {"help", "Show help for a group or command"},
     {"completion", "Print a shell completion script"},
 };
@@ -127,6 +141,17 @@ static const cli_command commands[] = {
     {"token", "list", cmd_token_list, NULL, 0, 0, server_flags, 0, 0, "List API tokens", NULL},
     {"token", "revoke", cmd_token_revoke, "ID|NAME", 1, 1, server_flags, 0, 0,
      "Revoke a token by id (tok_...) or by name", NULL},
+    {"wasm", "validate", cmd_wasm_validate, "MODULE", 1, 1, wasm_validate_flags,
+     CLI_CMD_OFFLINE | CLI_CMD_ARGS_FILES, 0, "Decode, validate and compile a module file",
+     "Exits 0 when valid, 1 when malformed or invalid (the message names the section,\n"
+     "byte offset and rule). --comprehensive also instantiates it once when it has no\n"
+     "imports."},
+    {"wasm", "run", cmd_wasm_run, "MODULE [ARGS...]", 1, CLI_MAX_ARGS, wasm_run_flags,
+     CLI_CMD_OFFLINE, 5000, "Call one exported function and print its results and fuel used",
+     "Arguments are typed by the function's parameters (i32/i64 decimal or 0x hex, f32/f64\n"
+     "as decimals). --timeout is the wall-clock deadline (default 5s). Exits 1 on a trap\n"
+     "(fuel exhausted, deadline exceeded, out of bounds...), printed with its function\n"
+     "and code offset. Modules that import anything are refused."},
     {"help", NULL, cmd_help, "[GROUP [COMMAND]]", 0, 2, NULL, 0, 0,
      "Show help for a group or command", NULL},
     {"completion", NULL, cmd_completion, "SHELL", 1, 1, NULL, 0, 0,

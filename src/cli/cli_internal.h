@@ -235,6 +235,8 @@ int cmd_config_show(const cli_invocation *inv);
 int cmd_token_create(const cli_invocation *inv);
 int cmd_token_list(const cli_invocation *inv);
 int cmd_token_revoke(const cli_invocation *inv);
+int cmd_wasm_run(const cli_invocation *inv);
+int cmd_wasm_validate(const cli_invocation *inv);
 
 /* Shared by status, health-check and service: prints a health document's
  * components as a table. */

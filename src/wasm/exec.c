@@ -1,0 +1,981 @@
+/* The interpreter: runs the internal code of compile.h.
+ *
+ * Direct threading: every instruction's first cell is the address of its
+ * handler, and each handler ends by jumping to the next one (computed goto,
+ * a GCC/clang extension). Operands and locals live in one flat array of
+ * 64-bit slots owned by the store; a call makes the callee's arguments the
+ * first slots of its frame, so nothing is copied. Frames are an explicit
+ * array too: wasm calls never recurse in C, the call depth is a counter and
+ * running out of frames or slots is the trap "call stack exhausted".
+ *
+ * Metering: FUEL instructions subtract a basic block's cost from a local
+ * slice of the store's fuel; only when the slice runs out does the slow path
+ * settle the account, check the deadline and hand out the next slice. So
+ * the clock is read every FUEL_SLICE units at most, and the fuel used (and
+ * the point where it runs out) depends only on the code and the input.
+ *
+ * Nothing here allocates, except a host call with more than 16 arguments. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "wasm/runtime.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the interpreter assumes a little-endian host"
+#endif
+
+#define FUEL_SLICE 16384
+#define UNMETERED_FUEL (UINT64_MAX / 4)
+#define HOST_INLINE_VALUES 16
+
+#if defined(__clang__)
+#define NOT_DUPLICATED __attribute__((noinline))
+#else
+#define NOT_DUPLICATED __attribute__((noinline, noclone))
+#endif
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- value helpers -------------------------------------------------------- */
+
+static inline float f32_of(uint64_t slot)
+{
+    uint32_t bits = (uint32_t)slot;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint64_t slot_of_f32(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
+
+static inline double f64_of(uint64_t slot)
+{
+    double d;
+    memcpy(&d, &slot, sizeof d);
+    return d;
+}
+
+static inline uint64_t slot_of_f64(double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    return bits;
+}
+
+/* min/max: NaN if either is NaN (an arithmetic NaN from the operands),
+ * and -0 < +0. */
+static inline uint64_t f32_min(uint64_t a, uint64_t b)
+{
+    float x = f32_of(a), y = f32_of(b);
+    if (isnan(x) || isnan(y))
+        return slot_of_f32(x + y);
+    if (x == y)
+        return (uint32_t)(a | b);
+    return x < y ? (uint32_t)a : (uint32_t)b;
+}
+
+static inline uint64_t f32_max(uint64_t a, uint64_t b)
+{
+    float x = f32_of(a), y = f32_of(b);
+    if (isnan(x) || isnan(y))
+        return slot_of_f32(x + y);
+    if (x == y)
+        return (uint32_t)(a & b);
+    return x > y ? (uint32_t)a : (uint32_t)b;
+}
+
+static inline uint64_t f64_min(uint64_t a, uint64_t b)
+{
+    double x = f64_of(a), y = f64_of(b);
+    if (isnan(x) || isnan(y))
+        return slot_of_f64(x + y);
+    if (x == y)
+        return a | b;
+    return x < y ? a : b;
+}
+
+static inline uint64_t f64_max(uint64_t a, uint64_t b)
+{
+    double x = f64_of(a), y = f64_of(b);
+    if (isnan(x) || isnan(y))
+        return slot_of_f64(x + y);
+    if (x == y)
+        return a & b;
+    return x > y ? a : b;
+}
+
+/* libm's rounding functions return a signalling NaN unchanged; wasm wants
+ * an arithmetic (quiet) NaN. */
+static inline uint64_t f32_round(uint64_t a, float (*round_fn)(float))
+{
+    float x = f32_of(a);
+    return isnan(x) ? (uint32_t)(a | 0x00400000u) : slot_of_f32(round_fn(x));
+}
+
+static inline uint64_t f64_round(uint64_t a, double (*round_fn)(double))
+{
+    double x = f64_of(a);
+    return isnan(x) ? a | 0x0008000000000000u : slot_of_f64(round_fn(x));
+}
+
+static inline uint32_t rotl32(uint32_t x, uint32_t n)
+{
+    n &= 31;
+    return (x << n) | (x >> ((32 - n) & 31));
+}
+
+static inline uint32_t rotr32(uint32_t x, uint32_t n)
+{
+    n &= 31;
+    return (x >> n) | (x << ((32 - n) & 31));
+}
+
+static inline uint64_t rotl64(uint64_t x, uint64_t n)
+{
+    n &= 63;
+    return (x << n) | (x >> ((64 - n) & 63));
+}
+
+static inline uint64_t rotr64(uint64_t x, uint64_t n)
+{
+    n &= 63;
+    return (x >> n) | (x << ((64 - n) & 63));
+}
+
+/* Saturating truncations: NaN -> 0, out of range -> the nearest bound. */
+static inline uint64_t sat_i32_s(double x)
+{
+    if (isnan(x))
+        return 0;
+    if (x <= -2147483648.0)
+        return (uint32_t)INT32_MIN;
+    if (x >= 2147483647.0)
+        return (uint32_t)INT32_MAX;
+    return (uint32_t)(int32_t)x;
+}
+
+static inline uint64_t sat_i32_u(double x)
+{
+    if (isnan(x) || x <= 0.0)
+        return 0;
+    if (x >= 4294967295.0)
+        return UINT32_MAX;
+    return (uint32_t)x;
+}
+
+static inline uint64_t sat_i64_s(double x)
+{
+    if (isnan(x))
+        return 0;
+    if (x <= -9223372036854775808.0)
+        return (uint64_t)INT64_MIN;
+    if (x >= 9223372036854775808.0)
+        return (uint64_t)INT64_MAX;
+    return (uint64_t)(int64_t)x;
+}
+
+static inline uint64_t sat_i64_u(double x)
+{
+    if (isnan(x) || x <= 0.0)
+        return 0;
+    if (x >= 18446744073709551616.0)
+        return UINT64_MAX;
+    return (uint64_t)x;
+}
+
+/* ---- functions types, fuel, host calls ------------------------------------ */
+
+static bool functype_matches(const wasm_functype *t, const wasm_functype_def *d)
+{
+    if (t->params == d->types)
+        return true;
+    if (t->param_count != d->param_count || t->result_count != d->result_count)
+        return false;
+    for (uint32_t i = 0; i < t->param_count; i++)
+        if (t->params[i] != d->types[i])
+            return false;
+    for (uint32_t i = 0; i < t->result_count; i++)
+        if (t->results[i] != d->types[d->param_count + i])
+            return false;
+    return true;
+}
+
+typedef struct fuel_slice {
+    int64_t left;   /* of the slice, may go negative by one block's cost */
+    uint64_t given; /* size of the slice taken from the store */
+} fuel_slice;
+
+static void fuel_settle(wasm_store *s, fuel_slice *f)
+{
+    s->fuel_used += f->given - (uint64_t)f->left;
+    f->given = 0;
+    f->left = 0;
+}
+
+/* Settles the slice, checks the deadline, and takes a new slice that
+ * covers `cost`. Returns 0 or the trap kind. */
+static wasm_trap_kind fuel_refill(wasm_store *s, fuel_slice *f, uint64_t cost)
+{
+    fuel_settle(s, f);
+    if (s->deadline_ns && time_monotonic_ns() >= s->deadline_ns)
+        return WASM_TRAP_DEADLINE_EXCEEDED;
+    uint64_t remaining = UNMETERED_FUEL;
+    if (s->fuel_limit)
+        remaining = s->fuel_limit > s->fuel_used ? s->fuel_limit - s->fuel_used : 0;
+    if (remaining < cost)
+        return WASM_TRAP_FUEL_EXHAUSTED;
+    uint64_t give = remaining < FUEL_SLICE ? remaining : FUEL_SLICE;
+    if (give < cost)
+        give = cost;
+    f->given = give;
+    f->left = (int64_t)(give - cost);
+    return WASM_TRAP_NONE;
+}
+
+static int call_host(wasm_func *f, wasm_memory *memory, uint64_t *slots, wasm_trap *trap)
+{
+    wasm_value args_inline[HOST_INLINE_VALUES], results_inline[HOST_INLINE_VALUES];
+    uint32_t np = f->type.param_count, nr = f->type.result_count;
+    wasm_value *args = args_inline, *results = results_inline;
+    if (np > HOST_INLINE_VALUES)
+        args = malloc(np * sizeof *args);
+    if (nr > HOST_INLINE_VALUES)
+        results = malloc(nr * sizeof *results);
+    int rc = -1;
+    if (!args || !results) {
+        wasm_trap_set(trap, WASM_TRAP_HOST, "out of memory calling a host function");
+        goto out;
+    }
+    for (uint32_t i = 0; i < np; i++)
+        args[i] = wasm_value_from_slot(f->type.params[i], slots[i]);
+    for (uint32_t i = 0; i < nr; i++)
+        results[i] = wasm_value_from_slot(f->type.results[i], 0);
+    memset(trap, 0, sizeof *trap);
+    if (f->host(f->env, memory, args, results, trap) != 0) {
+        if (trap->kind == WASM_TRAP_NONE)
+            trap->kind = WASM_TRAP_HOST;
+        if (!trap->message[0])
+            wasm_trap_set(trap, trap->kind, wasm_trap_message(trap->kind));
+        goto out;
+    }
+    for (uint32_t i = 0; i < nr; i++) {
+        if (results[i].type != f->type.results[i]) {
+            wasm_trap_set(trap, WASM_TRAP_HOST, "host function returned a value of the wrong type");
+            goto out;
+        }
+        slots[i] = wasm_value_to_slot(&results[i]);
+    }
+    rc = 0;
+out:
+    if (args != args_inline)
+        free(args);
+    if (results != results_inline)
+        free(results);
+    return rc;
+}
+
+static void locate_trap(wasm_trap *trap, const wasm_instance *inst, const wasm_code_func *fn,
+                        const wasm_cell *pc)
+{
+    const wasm_module_def *def = inst->module->def;
+    trap->func_index = fn->func_index;
+    const char *name = def->funcs[fn->func_index].name;
+    snprintf(trap->func_name, sizeof trap->func_name, "%s", name ? name : "");
+    uint32_t offset = wasm_code_origin_of(fn, (size_t)(pc - fn->code));
+    trap->code_offset = offset >= def->code_section_offset
+                            ? (uint32_t)(offset - def->code_section_offset)
+                            : offset;
+}
+
+/* ---- the interpreter ------------------------------------------------------ */
+
+#define HANDLER_ADDRESS(name) &&L_##name,
+
+/* Runs fn in inst with its frame at fp (arguments in place). With s NULL,
+ * only returns the handler table through *handlers. Never inlined or cloned:
+ * the label addresses in the code must come from this one copy. */
+NOT_DUPLICATED static int
+interpret(wasm_store *s, const wasm_code_func *fn, wasm_instance *inst, uint64_t *fp,
+          wasm_trap *trap, const void *const **handlers)
+{
+    static const void *const handler_table[] = {
+        WASM_CONTROL_OPS(HANDLER_ADDRESS) WASM_NUMERIC_OPS(HANDLER_ADDRESS)};
+    _Static_assert(sizeof handler_table / sizeof *handler_table == WASM_OP_COUNT,
+                   "one handler per internal instruction");
+    if (!s) {
+        *handlers = handler_table;
+        return 0;
+    }
+
+    const uint32_t entry_depth = s->depth;
+    const size_t entry_stack_used = s->stack_used;
+    const uint32_t max_depth = s->limits.max_call_depth;
+    uint64_t *const stack_end = s->stack + s->limits.max_stack_values;
+    const wasm_cell *pc = fn->code;
+    uint64_t *sp;
+    uint8_t *mem = NULL;
+    uint64_t mem_size = 0;
+    fuel_slice fuel = {0, 0};
+    wasm_trap_kind kind = WASM_TRAP_NONE;
+    /* Call setup shared by the call instructions. */
+    wasm_func *callee = NULL;
+    const wasm_cell *next_pc = NULL;
+
+#define NEXT(n)                                                                                 \
+    do {                                                                                        \
+        pc += (n);                                                                              \
+        goto *pc->op;                                                                           \
+    } while (0)
+#define TRAP(k)                                                                                 \
+    do {                                                                                        \
+        kind = (k);                                                                             \
+        goto trapped;                                                                           \
+    } while (0)
+#define LOAD_MEMORY()                                                                           \
+    do {                                                                                        \
+        mem = inst->memory ? inst->memory->data : NULL;                                         \
+        mem_size = inst->memory ? inst->memory->size : 0;                                       \
+    } while (0)
+
+    if ((kind = fuel_refill(s, &fuel, 0)) != WASM_TRAP_NONE) {
+        sp = fp;
+        goto trapped;
+    }
+    if (s->depth >= max_depth || fp + fn->frame_slots > stack_end) {
+        kind = WASM_TRAP_CALL_STACK_EXHAUSTED;
+        goto trapped;
+    }
+    s->depth++;
+    memset(fp + fn->param_slots, 0, (size_t)fn->local_slots * sizeof *fp);
+    sp = fp + fn->param_slots + fn->local_slots;
+    LOAD_MEMORY();
+    goto *pc->op;
+
+    /* ---- control ---- */
+L_UNREACHABLE:
+    TRAP(WASM_TRAP_UNREACHABLE);
+L_FUEL:
+    fuel.left -= (int64_t)pc[1].u64;
+    if (unlikely(fuel.left < 0)) {
+        fuel.left += (int64_t)pc[1].u64;
+        if ((kind = fuel_refill(s, &fuel, pc[1].u64)) != WASM_TRAP_NONE)
+            goto trapped;
+    }
+    NEXT(2);
+L_JUMP:
+    pc = pc[1].target;
+    goto *pc->op;
+L_BR_DROP: {
+    uint32_t keep = pc[2].pair.a;
+    uint64_t *dst = fp + pc[2].pair.b;
+    memmove(dst, sp - keep, keep * sizeof *sp);
+    sp = dst + keep;
+    pc = pc[1].target;
+    goto *pc->op;
+}
+L_BR_IF:
+    if ((uint32_t)*--sp) {
+        pc = pc[1].target;
+        goto *pc->op;
+    }
+    NEXT(2);
+L_BR_IF_DROP:
+    if ((uint32_t)*--sp) {
+        uint32_t keep = pc[2].pair.a;
+        uint64_t *dst = fp + pc[2].pair.b;
+        memmove(dst, sp - keep, keep * sizeof *sp);
+        sp = dst + keep;
+        pc = pc[1].target;
+        goto *pc->op;
+    }
+    NEXT(3);
+L_BR_UNLESS:
+    if (!(uint32_t)*--sp) {
+        pc = pc[1].target;
+        goto *pc->op;
+    }
+    NEXT(2);
+L_BR_TABLE: {
+    uint64_t count = pc[1].u64;
+    uint64_t i = (uint32_t)*--sp;
+    if (i > count)
+        i = count;
+    const wasm_cell *entry = pc + 2 + 2 * i;
+    uint32_t keep = entry[1].pair.a;
+    uint64_t *dst = fp + entry[1].pair.b;
+    if (dst != sp - keep)
+        memmove(dst, sp - keep, keep * sizeof *sp);
+    sp = dst + keep;
+    pc = entry[0].target;
+    goto *pc->op;
+}
+L_RETURN: {
+    uint64_t n = pc[1].u64;
+    uint64_t *results = sp - n;
+    if (results != fp)
+        memmove(fp, results, n * sizeof *fp);
+    sp = fp + n;
+    s->depth--;
+    if (s->depth == entry_depth)
+        goto done;
+    const wasm_frame *frame = &s->frames[s->depth];
+    pc = frame->pc;
+    fp = frame->fp;
+    fn = frame->fn;
+    if (frame->inst != inst) {
+        inst = frame->inst;
+        LOAD_MEMORY();
+    }
+    goto *pc->op;
+}
+L_CALL: {
+    const wasm_code_func *target = pc[1].ptr;
+    uint64_t *callee_fp = sp - target->param_slots;
+    if (unlikely(s->depth >= max_depth || callee_fp + target->frame_slots > stack_end))
+        TRAP(WASM_TRAP_CALL_STACK_EXHAUSTED);
+    wasm_frame *frame = &s->frames[s->depth++];
+    frame->pc = pc + 2;
+    frame->fp = fp;
+    frame->fn = fn;
+    frame->inst = inst;
+    fp = callee_fp;
+    memset(fp + target->param_slots, 0, (size_t)target->local_slots * sizeof *fp);
+    sp = fp + target->param_slots + target->local_slots;
+    fn = target;
+    pc = target->code;
+    goto *pc->op;
+}
+L_CALL_IMPORT:
+    callee = inst->funcs[pc[1].u64];
+    next_pc = pc + 2;
+    goto call_function;
+L_CALL_INDIRECT: {
+    uint32_t type_index = pc[1].pair.a;
+    const wasm_table *table = inst->tables[pc[1].pair.b];
+    uint32_t i = (uint32_t)*--sp;
+    if (i >= table->size)
+        TRAP(WASM_TRAP_UNDEFINED_ELEMENT);
+    callee = (wasm_func *)(uintptr_t)table->elems[i];
+    if (!callee)
+        TRAP(WASM_TRAP_UNINITIALIZED_ELEMENT);
+    const wasm_module *m = inst->module;
+    if (callee->type_hash != m->type_hashes[type_index] ||
+        !functype_matches(&callee->type, &m->def->types[type_index]))
+        TRAP(WASM_TRAP_INDIRECT_CALL_MISMATCH);
+    next_pc = pc + 2;
+    goto call_function;
+}
+call_function:
+    if (callee->code) {
+        const wasm_code_func *target = callee->code;
+        uint64_t *callee_fp = sp - target->param_slots;
+        if (unlikely(s->depth >= max_depth || callee_fp + target->frame_slots > stack_end))
+            TRAP(WASM_TRAP_CALL_STACK_EXHAUSTED);
+        wasm_frame *frame = &s->frames[s->depth++];
+        frame->pc = next_pc;
+        frame->fp = fp;
+        frame->fn = fn;
+        frame->inst = inst;
+        fp = callee_fp;
+        memset(fp + target->param_slots, 0, (size_t)target->local_slots * sizeof *fp);
+        sp = fp + target->param_slots + target->local_slots;
+        fn = target;
+        pc = target->code;
+        if (callee->inst != inst) {
+            inst = callee->inst;
+            LOAD_MEMORY();
+        }
+        goto *pc->op;
+    } else {
+        uint64_t *args = sp - callee->type.param_count;
+        uint32_t nr = callee->type.result_count;
+        if (unlikely(args + (nr > callee->type.param_count ? nr : callee->type.param_count) >
+                     stack_end))
+            TRAP(WASM_TRAP_CALL_STACK_EXHAUSTED);
+        fuel_settle(s, &fuel);
+        s->stack_used = (size_t)(sp - s->stack);
+        int rc = call_host(callee, inst->memory, args, trap);
+        s->stack_used = entry_stack_used;
+        if (rc != 0) {
+            kind = trap->kind;
+            goto trapped_keep_message;
+        }
+        if ((kind = fuel_refill(s, &fuel, 0)) != WASM_TRAP_NONE)
+            goto trapped;
+        sp = args + nr;
+        LOAD_MEMORY();
+        pc = next_pc;
+        goto *pc->op;
+    }
+
+    /* ---- parametric, variables ---- */
+L_DROP:
+    sp--;
+    NEXT(1);
+L_SELECT: {
+    uint32_t c = (uint32_t)sp[-1];
+    sp -= 2;
+    if (!c)
+        sp[-1] = sp[0];
+    NEXT(1);
+}
+L_LOCAL_GET:
+    *sp++ = fp[pc[1].u64];
+    NEXT(2);
+L_LOCAL_SET:
+    fp[pc[1].u64] = *--sp;
+    NEXT(2);
+L_LOCAL_TEE:
+    fp[pc[1].u64] = sp[-1];
+    NEXT(2);
+L_GLOBAL_GET:
+    *sp++ = inst->globals[pc[1].u64]->value;
+    NEXT(2);
+L_GLOBAL_SET:
+    inst->globals[pc[1].u64]->value = *--sp;
+    NEXT(2);
+
+    /* ---- tables ---- */
+L_TABLE_GET: {
+    const wasm_table *t = inst->tables[pc[1].u64];
+    uint32_t i = (uint32_t)sp[-1];
+    if (i >= t->size)
+        TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
+    sp[-1] = t->elems[i];
+    NEXT(2);
+}
+L_TABLE_SET: {
+    wasm_table *t = inst->tables[pc[1].u64];
+    uint32_t i = (uint32_t)sp[-2];
+    if (i >= t->size)
+        TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
+    t->elems[i] = sp[-1];
+    sp -= 2;
+    NEXT(2);
+}
+L_TABLE_SIZE:
+    *sp++ = inst->tables[pc[1].u64]->size;
+    NEXT(2);
+L_TABLE_GROW: {
+    uint32_t n = (uint32_t)sp[-1];
+    int64_t old = wasm_table_grow(inst->tables[pc[1].u64], n, sp[-2]);
+    sp--;
+    sp[-1] = (uint32_t)(int32_t)old;
+    NEXT(2);
+}
+L_TABLE_FILL: {
+    wasm_table *t = inst->tables[pc[1].u64];
+    uint32_t n = (uint32_t)sp[-1];
+    uint64_t value = sp[-2];
+    uint32_t i = (uint32_t)sp[-3];
+    sp -= 3;
+    if ((uint64_t)i + n > t->size)
+        TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
+    for (uint32_t k = 0; k < n; k++)
+        t->elems[i + k] = value;
+    NEXT(2);
+}
+L_TABLE_COPY: {
+    wasm_table *dst = inst->tables[pc[1].pair.a];
+    const wasm_table *src = inst->tables[pc[1].pair.b];
+    uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
+    sp -= 3;
+    if ((uint64_t)si + n > src->size || (uint64_t)di + n > dst->size)
+        TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
+    if (n)
+        memmove(dst->elems + di, src->elems + si, (size_t)n * sizeof *dst->elems);
+    NEXT(2);
+}
+L_TABLE_INIT: {
+    const wasm_segment *seg = &inst->elems[pc[1].pair.a];
+    wasm_table *t = inst->tables[pc[1].pair.b];
+    uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
+    sp -= 3;
+    if ((uint64_t)si + n > seg->size || (uint64_t)di + n > t->size)
+        TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
+    if (n)
+        memcpy(t->elems + di, seg->refs + si, (size_t)n * sizeof *t->elems);
+    NEXT(2);
+}
+L_ELEM_DROP:
+    inst->elems[pc[1].u64].size = 0;
+    NEXT(2);
+
+    /* ---- memory ---- */
+#define EFFECTIVE(addr_slot, width)                                                             \
+    uint64_t ea = (uint64_t)(uint32_t)(addr_slot) + pc[1].u64;                                  \
+    if (unlikely(ea + (width) > mem_size))                                                      \
+        TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
+#define LOAD_OP(name, ctype, width, convert)                                                    \
+    L_##name: {                                                                                 \
+        EFFECTIVE(sp[-1], width)                                                                \
+        ctype v;                                                                                \
+        memcpy(&v, mem + ea, width);                                                            \
+        sp[-1] = convert;                                                                       \
+        NEXT(2);                                                                                \
+    }
+    LOAD_OP(LOAD32, uint32_t, 4, v)
+    LOAD_OP(LOAD64, uint64_t, 8, v)
+    LOAD_OP(LOAD8_S32, int8_t, 1, (uint32_t)(int32_t)v)
+    LOAD_OP(LOAD8_U, uint8_t, 1, v)
+    LOAD_OP(LOAD16_S32, int16_t, 2, (uint32_t)(int32_t)v)
+    LOAD_OP(LOAD16_U, uint16_t, 2, v)
+    LOAD_OP(LOAD8_S64, int8_t, 1, (uint64_t)(int64_t)v)
+    LOAD_OP(LOAD16_S64, int16_t, 2, (uint64_t)(int64_t)v)
+    LOAD_OP(LOAD32_S64, int32_t, 4, (uint64_t)(int64_t)v)
+#define STORE_OP(name, ctype, width)                                                            \
+    L_##name: {                                                                                 \
+        EFFECTIVE(sp[-2], width)                                                                \
+        ctype v = (ctype)sp[-1];                                                                \
+        memcpy(mem + ea, &v, width);                                                            \
+        sp -= 2;                                                                                \
+        NEXT(2);                                                                                \
+    }
+    STORE_OP(STORE8, uint8_t, 1)
+    STORE_OP(STORE16, uint16_t, 2)
+    STORE_OP(STORE32, uint32_t, 4)
+    STORE_OP(STORE64, uint64_t, 8)
+L_MEMORY_SIZE:
+    *sp++ = (uint32_t)(mem_size / WASM_PAGE_SIZE);
+    NEXT(1);
+L_MEMORY_GROW: {
+    int64_t old = wasm_memory_grow(inst->memory, (uint32_t)sp[-1]);
+    sp[-1] = (uint32_t)(int32_t)old;
+    LOAD_MEMORY();
+    NEXT(1);
+}
+L_MEMORY_INIT: {
+    const wasm_segment *seg = &inst->datas[pc[1].u64];
+    uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
+    sp -= 3;
+    if ((uint64_t)si + n > seg->size || (uint64_t)di + n > mem_size)
+        TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
+    if (n)
+        memcpy(mem + di, seg->bytes + si, n);
+    NEXT(2);
+}
+L_DATA_DROP:
+    inst->datas[pc[1].u64].size = 0;
+    NEXT(2);
+L_MEMORY_COPY: {
+    uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
+    sp -= 3;
+    if ((uint64_t)si + n > mem_size || (uint64_t)di + n > mem_size)
+        TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
+    if (n)
+        memmove(mem + di, mem + si, n);
+    NEXT(1);
+}
+L_MEMORY_FILL: {
+    uint32_t n = (uint32_t)sp[-1], di = (uint32_t)sp[-3];
+    uint8_t value = (uint8_t)sp[-2];
+    sp -= 3;
+    if ((uint64_t)di + n > mem_size)
+        TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
+    if (n)
+        memset(mem + di, value, n);
+    NEXT(1);
+}
+
+    /* ---- constants and references ---- */
+L_CONST:
+    *sp++ = pc[1].u64;
+    NEXT(2);
+L_REF_IS_NULL:
+    sp[-1] = sp[-1] == 0;
+    NEXT(1);
+L_REF_FUNC:
+    *sp++ = (uint64_t)(uintptr_t)inst->funcs[pc[1].u64];
+    NEXT(2);
+
+    /* ---- numeric ---- */
+#define UNARY(name, expr)                                                                       \
+    L_##name: {                                                                                 \
+        uint64_t a = sp[-1];                                                                    \
+        sp[-1] = (expr);                                                                        \
+        NEXT(1);                                                                                \
+    }
+#define BINARY(name, expr)                                                                      \
+    L_##name: {                                                                                 \
+        uint64_t b = sp[-1], a = sp[-2];                                                        \
+        sp--;                                                                                   \
+        sp[-1] = (expr);                                                                        \
+        NEXT(1);                                                                                \
+    }
+#define U32(x) ((uint32_t)(x))
+#define S32(x) ((int32_t)(uint32_t)(x))
+#define S64(x) ((int64_t)(x))
+#define F32(x) f32_of(x)
+#define F64(x) f64_of(x)
+
+    UNARY(I32_EQZ, U32(a) == 0)
+    BINARY(I32_EQ, U32(a) == U32(b))
+    BINARY(I32_NE, U32(a) != U32(b))
+    BINARY(I32_LT_S, S32(a) < S32(b))
+    BINARY(I32_LT_U, U32(a) < U32(b))
+    BINARY(I32_GT_S, S32(a) > S32(b))
+    BINARY(I32_GT_U, U32(a) > U32(b))
+    BINARY(I32_LE_S, S32(a) <= S32(b))
+    BINARY(I32_LE_U, U32(a) <= U32(b))
+    BINARY(I32_GE_S, S32(a) >= S32(b))
+    BINARY(I32_GE_U, U32(a) >= U32(b))
+    UNARY(I64_EQZ, a == 0)
+    BINARY(I64_EQ, a == b)
+    BINARY(I64_NE, a != b)
+    BINARY(I64_LT_S, S64(a) < S64(b))
+    BINARY(I64_LT_U, a < b)
+    BINARY(I64_GT_S, S64(a) > S64(b))
+    BINARY(I64_GT_U, a > b)
+    BINARY(I64_LE_S, S64(a) <= S64(b))
+    BINARY(I64_LE_U, a <= b)
+    BINARY(I64_GE_S, S64(a) >= S64(b))
+    BINARY(I64_GE_U, a >= b)
+    BINARY(F32_EQ, F32(a) == F32(b))
+    BINARY(F32_NE, F32(a) != F32(b))
+    BINARY(F32_LT, F32(a) < F32(b))
+    BINARY(F32_GT, F32(a) > F32(b))
+    BINARY(F32_LE, F32(a) <= F32(b))
+    BINARY(F32_GE, F32(a) >= F32(b))
+    BINARY(F64_EQ, F64(a) == F64(b))
+    BINARY(F64_NE, F64(a) != F64(b))
+    BINARY(F64_LT, F64(a) < F64(b))
+    BINARY(F64_GT, F64(a) > F64(b))
+    BINARY(F64_LE, F64(a) <= F64(b))
+    BINARY(F64_GE, F64(a) >= F64(b))
+
+    UNARY(I32_CLZ, U32(a) ? (uint32_t)__builtin_clz(U32(a)) : 32u)
+    UNARY(I32_CTZ, U32(a) ? (uint32_t)__builtin_ctz(U32(a)) : 32u)
+    UNARY(I32_POPCNT, (uint32_t)__builtin_popcount(U32(a)))
+    BINARY(I32_ADD, U32(U32(a) + U32(b)))
+    BINARY(I32_SUB, U32(U32(a) - U32(b)))
+    BINARY(I32_MUL, U32(U32(a) * U32(b)))
+L_I32_DIV_S: {
+    int32_t b = S32(sp[-1]), a = S32(sp[-2]);
+    if (b == 0)
+        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
+    if (a == INT32_MIN && b == -1)
+        TRAP(WASM_TRAP_INTEGER_OVERFLOW);
+    sp--;
+    sp[-1] = U32(a / b);
+    NEXT(1);
+}
+L_I32_DIV_U: {
+    uint32_t b = U32(sp[-1]), a = U32(sp[-2]);
+    if (b == 0)
+        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
+    sp--;
+    sp[-1] = a / b;
+    NEXT(1);
+}
+L_I32_REM_S: {
+    int32_t b = S32(sp[-1]), a = S32(sp[-2]);
+    if (b == 0)
+        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
+    sp--;
+    sp[-1] = b == -1 ? 0 : U32(a % b);
+    NEXT(1);
+}
+L_I32_REM_U: {
+    uint32_t b = U32(sp[-1]), a = U32(sp[-2]);
+    if (b == 0)
+        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
+    sp--;
+    sp[-1] = a % b;
+    NEXT(1);
+}
+    BINARY(I32_AND, U32(a & b))
+    BINARY(I32_OR, U32(a | b))
+    BINARY(I32_XOR, U32(a ^ b))
+    BINARY(I32_SHL, U32(U32(a) << (b & 31)))
+    BINARY(I32_SHR_S, U32(S32(a) >> (b & 31)))
+    BINARY(I32_SHR_U, U32(U32(a) >> (b & 31)))
+    BINARY(I32_ROTL, rotl32(U32(a), U32(b)))
+    BINARY(I32_ROTR, rotr32(U32(a), U32(b)))
+
+    UNARY(I64_CLZ, a ? (uint64_t)__builtin_clzll(a) : 64u)
+    UNARY(I64_CTZ, a ? (uint64_t)__builtin_ctzll(a) : 64u)
+    UNARY(I64_POPCNT, (uint64_t)__builtin_popcountll(a))
+    BINARY(I64_ADD, a + b)
+    BINARY(I64_SUB, a - b)
+    BINARY(I64_MUL, a * b)
+L_I64_DIV_S: {
+    int64_t b = S64(sp[-1]), a = S64(sp[-2]);
+    if (b == 0)
+        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
+    if (a == INT64_MIN && b == -1)
+        TRAP(WASM_TRAP_INTEGER_OVERFLOW);
+    sp--;
+    sp[-1] = (uint64_t)(a / b);
+    NEXT(1);
+}
+L_I64_DIV_U: {
+    uint64_t b = sp[-1], a = sp[-2];
+    if (b == 0)
+        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
+    sp--;
+    sp[-1] = a / b;
+    NEXT(1);
+}
+L_I64_REM_S: {
+    int64_t b = S64(sp[-1]), a = S64(sp[-2]);
+    if (b == 0)
+        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
+    sp--;
+    sp[-1] = b == -1 ? 0 : (uint64_t)(a % b);
+    NEXT(1);
+}
+L_I64_REM_U: {
+    uint64_t b = sp[-1], a = sp[-2];
+    if (b == 0)
+        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
+    sp--;
+    sp[-1] = a % b;
+    NEXT(1);
+}
+    BINARY(I64_AND, a & b)
+    BINARY(I64_OR, a | b)
+    BINARY(I64_XOR, a ^ b)
+    BINARY(I64_SHL, a << (b & 63))
+    BINARY(I64_SHR_S, (uint64_t)(S64(a) >> (b & 63)))
+    BINARY(I64_SHR_U, a >> (b & 63))
+    BINARY(I64_ROTL, rotl64(a, b))
+    BINARY(I64_ROTR, rotr64(a, b))
+
+    UNARY(F32_ABS, U32(a) & 0x7fffffffu)
+    UNARY(F32_NEG, U32(a) ^ 0x80000000u)
+    UNARY(F32_CEIL, f32_round(a, ceilf))
+    UNARY(F32_FLOOR, f32_round(a, floorf))
+    UNARY(F32_TRUNC, f32_round(a, truncf))
+    UNARY(F32_NEAREST, f32_round(a, nearbyintf))
+    UNARY(F32_SQRT, slot_of_f32(sqrtf(F32(a))))
+    BINARY(F32_ADD, slot_of_f32(F32(a) + F32(b)))
+    BINARY(F32_SUB, slot_of_f32(F32(a) - F32(b)))
+    BINARY(F32_MUL, slot_of_f32(F32(a) * F32(b)))
+    BINARY(F32_DIV, slot_of_f32(F32(a) / F32(b)))
+    BINARY(F32_MIN, f32_min(a, b))
+    BINARY(F32_MAX, f32_max(a, b))
+    BINARY(F32_COPYSIGN, (U32(a) & 0x7fffffffu) | (U32(b) & 0x80000000u))
+    UNARY(F64_ABS, a & 0x7fffffffffffffffu)
+    UNARY(F64_NEG, a ^ 0x8000000000000000u)
+    UNARY(F64_CEIL, f64_round(a, ceil))
+    UNARY(F64_FLOOR, f64_round(a, floor))
+    UNARY(F64_TRUNC, f64_round(a, trunc))
+    UNARY(F64_NEAREST, f64_round(a, nearbyint))
+    UNARY(F64_SQRT, slot_of_f64(sqrt(F64(a))))
+    BINARY(F64_ADD, slot_of_f64(F64(a) + F64(b)))
+    BINARY(F64_SUB, slot_of_f64(F64(a) - F64(b)))
+    BINARY(F64_MUL, slot_of_f64(F64(a) * F64(b)))
+    BINARY(F64_DIV, slot_of_f64(F64(a) / F64(b)))
+    BINARY(F64_MIN, f64_min(a, b))
+    BINARY(F64_MAX, f64_max(a, b))
+    BINARY(F64_COPYSIGN, (a & 0x7fffffffffffffffu) | (b & 0x8000000000000000u))
+
+    UNARY(I32_WRAP_I64, U32(a))
+#define TRUNC(name, ftype, getter, lower_ok, upper_ok, result)                                  \
+    L_##name: {                                                                                 \
+        ftype x = getter(sp[-1]);                                                               \
+        if (isnan(x))                                                                           \
+            TRAP(WASM_TRAP_INVALID_CONVERSION);                                                 \
+        if (!((lower_ok) && (upper_ok)))                                                        \
+            TRAP(WASM_TRAP_INTEGER_OVERFLOW);                                                   \
+        sp[-1] = (result);                                                                      \
+        NEXT(1);                                                                                \
+    }
+    TRUNC(I32_TRUNC_F32_S, float, F32, x >= -2147483648.0f, x < 2147483648.0f,
+          U32((int32_t)x))
+    TRUNC(I32_TRUNC_F32_U, float, F32, x > -1.0f, x < 4294967296.0f, (uint32_t)x)
+    TRUNC(I32_TRUNC_F64_S, double, F64, x > -2147483649.0, x < 2147483648.0, U32((int32_t)x))
+    TRUNC(I32_TRUNC_F64_U, double, F64, x > -1.0, x < 4294967296.0, (uint32_t)x)
+    UNARY(I64_EXTEND_I32_S, (uint64_t)(int64_t)S32(a))
+    UNARY(I64_EXTEND_I32_U, U32(a))
+    TRUNC(I64_TRUNC_F32_S, float, F32, x >= -9223372036854775808.0f,
+          x < 9223372036854775808.0f, (uint64_t)(int64_t)x)
+    TRUNC(I64_TRUNC_F32_U, float, F32, x > -1.0f, x < 18446744073709551616.0f, (uint64_t)x)
+    TRUNC(I64_TRUNC_F64_S, double, F64, x >= -9223372036854775808.0,
+          x < 9223372036854775808.0, (uint64_t)(int64_t)x)
+    TRUNC(I64_TRUNC_F64_U, double, F64, x > -1.0, x < 18446744073709551616.0, (uint64_t)x)
+    UNARY(F32_CONVERT_I32_S, slot_of_f32((float)S32(a)))
+    UNARY(F32_CONVERT_I32_U, slot_of_f32((float)U32(a)))
+    UNARY(F32_CONVERT_I64_S, slot_of_f32((float)S64(a)))
+    UNARY(F32_CONVERT_I64_U, slot_of_f32((float)a))
+    UNARY(F32_DEMOTE_F64, slot_of_f32((float)F64(a)))
+    UNARY(F64_CONVERT_I32_S, slot_of_f64((double)S32(a)))
+    UNARY(F64_CONVERT_I32_U, slot_of_f64((double)U32(a)))
+    UNARY(F64_CONVERT_I64_S, slot_of_f64((double)S64(a)))
+    UNARY(F64_CONVERT_I64_U, slot_of_f64((double)a))
+    UNARY(F64_PROMOTE_F32, slot_of_f64((double)F32(a)))
+    /* Reinterpretations are not emitted (a slot keeps the bits); the
+     * handlers exist so the table is complete. */
+    UNARY(I32_REINTERPRET_F32, U32(a))
+    UNARY(I64_REINTERPRET_F64, a)
+    UNARY(F32_REINTERPRET_I32, U32(a))
+    UNARY(F64_REINTERPRET_I64, a)
+    UNARY(I32_EXTEND8_S, U32((int32_t)(int8_t)(uint8_t)a))
+    UNARY(I32_EXTEND16_S, U32((int32_t)(int16_t)(uint16_t)a))
+    UNARY(I64_EXTEND8_S, (uint64_t)(int64_t)(int8_t)(uint8_t)a)
+    UNARY(I64_EXTEND16_S, (uint64_t)(int64_t)(int16_t)(uint16_t)a)
+    UNARY(I64_EXTEND32_S, (uint64_t)(int64_t)(int32_t)(uint32_t)a)
+    UNARY(I32_TRUNC_SAT_F32_S, sat_i32_s(F32(a)))
+    UNARY(I32_TRUNC_SAT_F32_U, sat_i32_u(F32(a)))
+    UNARY(I32_TRUNC_SAT_F64_S, sat_i32_s(F64(a)))
+    UNARY(I32_TRUNC_SAT_F64_U, sat_i32_u(F64(a)))
+    UNARY(I64_TRUNC_SAT_F32_S, sat_i64_s(F32(a)))
+    UNARY(I64_TRUNC_SAT_F32_U, sat_i64_u(F32(a)))
+    UNARY(I64_TRUNC_SAT_F64_S, sat_i64_s(F64(a)))
+    UNARY(I64_TRUNC_SAT_F64_U, sat_i64_u(F64(a)))
+
+done:
+    fuel_settle(s, &fuel);
+    return 0;
+
+trapped:
+    wasm_trap_set(trap, kind, wasm_trap_message(kind));
+trapped_keep_message:
+    fuel_settle(s, &fuel);
+    locate_trap(trap, inst, fn, pc);
+    s->depth = entry_depth;
+    s->stack_used = entry_stack_used;
+    return -1;
+
+#undef NEXT
+#undef TRAP
+#undef LOAD_MEMORY
+#undef EFFECTIVE
+#undef LOAD_OP
+#undef STORE_OP
+#undef UNARY
+#undef BINARY
+#undef TRUNC
+}
+
+const void *const *wasm_exec_handlers(void)
+{
+    const void *const *handlers = NULL;
+    interpret(NULL, NULL, NULL, NULL, NULL, &handlers);
+    return handlers;
+}
+
+int wasm_exec_call(wasm_store *s, wasm_func *f, wasm_trap *trap)
+{
+    uint64_t *base = s->stack + s->stack_used;
+    if (!f->code) {
+        uint32_t n = f->type.param_count > f->type.result_count ? f->type.param_count
+                                                                  : f->type.result_count;
+        if (s->stack_used + n > s->limits.max_stack_values) {
+            wasm_trap_set(trap, WASM_TRAP_CALL_STACK_EXHAUSTED,
+                          wasm_trap_message(WASM_TRAP_CALL_STACK_EXHAUSTED));
+            return -1;
+        }
+        return call_host(f, NULL, base, trap);
+    }
+    return interpret(s, f->code, f->inst, base, trap, NULL);
+}

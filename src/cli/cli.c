@@ -85,6 +85,10 @@ static const cli_flag flag_wasm_comprehensive = {
     "comprehensive", CLI_SWITCH, NULL, NULL, false,
     "Also list imports and exports and instantiate once (a dry run)"};
 static const cli_flag *const wasm_validate_flags[] = {&flag_wasm_comprehensive, NULL};
+static const cli_flag flag_runtime_version = {
+    "runtime-version", CLI_SWITCH, NULL, NULL, false,
+    "Also print the engine's version and the features it implements"};
+static const cli_flag *const wasm_compatibility_flags[] = {&flag_runtime_version, NULL};
 static const cli_flag *const wasm_run_flags[] = {&flag_invoke, &flag_fuel, &flag_max_memory,
                                                  NULL};
 
@@ -146,6 +150,26 @@ static const cli_command commands[] = {
      "Exits 0 when valid, 1 when malformed or invalid (the message names the section,\n"
      "byte offset and rule). --comprehensive also instantiates it once when it has no\n"
      "imports."},
+    {"wasm", "analyze-requirements", cmd_wasm_analyze_requirements, "MODULE", 1, 1, NULL,
+     CLI_CMD_OFFLINE | CLI_CMD_ARGS_FILES, 0,
+     "What a module needs: memory, imports, features, sizes, fuel",
+     "The fuel estimate is a dry run when the module imports nothing: handle_message with\n"
+     "an empty message (its buffer from alloc when exported), else run(), else the start\n"
+     "function, under the relaxed policy's fuel and memory and a 1s deadline. Exits 0\n"
+     "when the module is valid (a trap in the dry run is reported, not an error), 1 when\n"
+     "it cannot be read or is malformed or invalid."},
+    {"wasm", "compatibility-check", cmd_wasm_compatibility_check, "MODULE", 1, 1,
+     wasm_compatibility_flags, CLI_CMD_OFFLINE | CLI_CMD_ARGS_FILES, 0,
+     "Check a module against the engine and each policy",
+     "Compares the features the module uses, its imports (names and types) and its initial\n"
+     "memory with what each policy allows. Exits 0 when at least one policy can run it,\n"
+     "1 when none can (SIMD, an import the host lacks, too much memory...) or the file is\n"
+     "not a valid module."},
+    {"wasm", "diff", cmd_wasm_diff, "A.wasm B.wasm", 2, 2, NULL,
+     CLI_CMD_OFFLINE | CLI_CMD_ARGS_FILES, 0,
+     "Compare two modules: imports, exports, sizes, limits",
+     "A report: exits 0 whenever both modules are valid, whatever differs; 1 when either\n"
+     "cannot be read or is malformed or invalid."},
     {"wasm", "run", cmd_wasm_run, "MODULE [ARGS...]", 1, CLI_MAX_ARGS, wasm_run_flags,
      CLI_CMD_OFFLINE, 5000, "Call one exported function and print its results and fuel used",
      "Arguments are typed by the function's parameters (i32/i64 decimal or 0x hex, f32/f64\n"

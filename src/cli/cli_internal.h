@@ -237,6 +237,13 @@ int cmd_token_list(const cli_invocation *inv);
 int cmd_token_revoke(const cli_invocation *inv);
 int cmd_wasm_run(const cli_invocation *inv);
 int cmd_wasm_validate(const cli_invocation *inv);
+/* A wasm import or export type as the wasm commands print it:
+ * "(i32, i64) -> (f64)", "1..2 pages", "funcref 1.. elements", "mut i32". */
+struct wasm_externtype;
+void cli_wasm_type_text(const struct wasm_externtype *t, strbuf *out);
+int cmd_wasm_analyze_requirements(const cli_invocation *inv);
+int cmd_wasm_compatibility_check(const cli_invocation *inv);
+int cmd_wasm_diff(const cli_invocation *inv);
 
 /* Shared by status, health-check and service: prints a health document's
  * components as a table. */

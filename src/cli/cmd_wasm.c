@@ -17,47 +17,39 @@
 
 static const char *const kind_names[] = {"func", "table", "memory", "global"};
 
-static const char *valtype_name(wasm_valtype t)
+void cli_wasm_type_text(const wasm_externtype *t, strbuf *sb)
 {
-    switch (t) {
-    case WASM_I32: return "i32";
-    case WASM_I64: return "i64";
-    case WASM_F32: return "f32";
-    case WASM_F64: return "f64";
-    case WASM_FUNCREF: return "funcref";
-    case WASM_EXTERNREF: return "externref";
-    default: return "v128";
-    }
-}
-
-/* "(i32, i64) -> (f64)", "1..2 pages", "mut i32", "funcref 10..". */
-static void describe_type(const wasm_externtype *t, char *buf, size_t size)
-{
-    strbuf sb;
-    strbuf_init(&sb);
     switch (t->kind) {
     case WASM_EXTERN_FUNC:
-        strbuf_appends(&sb, "(");
+        strbuf_appends(sb, "(");
         for (uint32_t i = 0; i < t->func.param_count; i++)
-            strbuf_appendf(&sb, "%s%s", i ? ", " : "", valtype_name(t->func.params[i]));
-        strbuf_appends(&sb, ") -> (");
+            strbuf_appendf(sb, "%s%s", i ? ", " : "", wasm_valtype_name(t->func.params[i]));
+        strbuf_appends(sb, ") -> (");
         for (uint32_t i = 0; i < t->func.result_count; i++)
-            strbuf_appendf(&sb, "%s%s", i ? ", " : "", valtype_name(t->func.results[i]));
-        strbuf_appends(&sb, ")");
+            strbuf_appendf(sb, "%s%s", i ? ", " : "", wasm_valtype_name(t->func.results[i]));
+        strbuf_appends(sb, ")");
         break;
     case WASM_EXTERN_TABLE:
     case WASM_EXTERN_MEMORY:
         if (t->kind == WASM_EXTERN_TABLE)
-            strbuf_appendf(&sb, "%s ", valtype_name(t->table_type));
-        strbuf_appendf(&sb, "%" PRIu32 "..", t->limits.min);
+            strbuf_appendf(sb, "%s ", wasm_valtype_name(t->table_type));
+        strbuf_appendf(sb, "%" PRIu32 "..", t->limits.min);
         if (t->limits.has_max)
-            strbuf_appendf(&sb, "%" PRIu32, t->limits.max);
-        strbuf_appends(&sb, t->kind == WASM_EXTERN_MEMORY ? " pages" : " elements");
+            strbuf_appendf(sb, "%" PRIu32, t->limits.max);
+        strbuf_appends(sb, t->kind == WASM_EXTERN_MEMORY ? " pages" : " elements");
         break;
     case WASM_EXTERN_GLOBAL:
-        strbuf_appendf(&sb, "%s%s", t->global_mutable ? "mut " : "", valtype_name(t->global_type));
+        strbuf_appendf(sb, "%s%s", t->global_mutable ? "mut " : "",
+                       wasm_valtype_name(t->global_type));
         break;
     }
+}
+
+static void describe_type(const wasm_externtype *t, char *buf, size_t size)
+{
+    strbuf sb;
+    strbuf_init(&sb);
+    cli_wasm_type_text(t, &sb);
     snprintf(buf, size, "%s", sb.data);
     strbuf_free(&sb);
 }

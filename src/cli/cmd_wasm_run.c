@@ -19,19 +19,6 @@
 #define WASM_RUN_DEFAULT_FUEL 10000000000ull
 #define WASM_RUN_DEFAULT_MEMORY (10u * 1024 * 1024)
 
-static const char *type_name(wasm_valtype t)
-{
-    switch (t) {
-    case WASM_I32: return "i32";
-    case WASM_I64: return "i64";
-    case WASM_F32: return "f32";
-    case WASM_F64: return "f64";
-    case WASM_FUNCREF: return "funcref";
-    case WASM_EXTERNREF: return "externref";
-    default: return "v128";
-    }
-}
-
 /* One argument in the parameter's type: integers in decimal or 0x hex
  * (negative allowed), floats as C reads them (inf, nan included). */
 static int parse_arg(const char *text, wasm_valtype type, wasm_value *out, cx_error *err)
@@ -77,10 +64,10 @@ static int parse_arg(const char *text, wasm_valtype type, wasm_value *out, cx_er
     }
     default:
         return cx_error_set(err, CX_EINVAL, "parameters of type %s cannot be given on the "
-                            "command line", type_name(type));
+                            "command line", wasm_valtype_name(type));
     }
     return cx_error_set(err, CX_EINVAL, "argument '%.64s' is not a valid %s", text,
-                        type_name(type));
+                        wasm_valtype_name(type));
 }
 
 static json_t *value_json(const wasm_value *v)
@@ -118,7 +105,7 @@ static json_t *value_json(const wasm_value *v)
         snprintf(text, sizeof text, "%s", v->of.ext == WASM_EXTERNREF_NULL ? "ref.null" : "ref.extern");
         break;
     }
-    return json_pack("{s:s, s:s}", "type", type_name(v->type), "value", text);
+    return json_pack("{s:s, s:s}", "type", wasm_valtype_name(v->type), "value", text);
 }
 
 static json_t *trap_json(const wasm_trap *t)

@@ -151,8 +151,12 @@ static void print_group(FILE *out, const cli_table *table, const cli_group *grou
     size_t n = cli_group_commands(table, group, cmds, MAX_GROUP_COMMANDS);
     fprintf(out, "Usage: caxton %s <command> [ARGS] [--flags]\n\n%s.\n\nCommands:\n", group->name,
             group->summary);
+    int width = 14; /* the longest command name sets the column */
     for (size_t i = 0; i < n; i++)
-        fprintf(out, "  %-14s %s\n", cmds[i]->name, cmds[i]->summary);
+        if ((int)strlen(cmds[i]->name) > width)
+            width = (int)strlen(cmds[i]->name);
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "  %-*s %s\n", width, cmds[i]->name, cmds[i]->summary);
     fprintf(out, "\nRun 'caxton help %s <command>' for a command's flags.\n", group->name);
 }
 

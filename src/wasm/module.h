@@ -91,7 +91,6 @@ int wasm_read_instr(wasm_reader *r, const wasm_features *features, wasm_instr *o
                     cx_error *err);
 /* A value type byte, honouring the features (reference types). */
 bool wasm_is_valtype(uint8_t byte, const wasm_features *features);
-const char *wasm_valtype_name(wasm_valtype type);
 
 /* ---- the module ---------------------------------------------------------- */
 

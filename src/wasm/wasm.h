@@ -159,6 +159,70 @@ size_t wasm_module_export_count(const wasm_module *m);
 void wasm_module_export(const wasm_module *m, size_t index, const char **name,
                         wasm_externtype *type);
 
+/* ---- describing a module (read-only, for tools) -------------------------- */
+
+/* "i32", "funcref", ... */
+const char *wasm_valtype_name(wasm_valtype type);
+
+#define WASM_SECTION_ID_COUNT 13 /* custom (0) .. data count (12) */
+
+/* A summary of what a module declares, needs and uses, for operators'
+ * tools (`caxton wasm analyze-requirements`, `compatibility-check`, `diff`).
+ * Counts include imported entries. Section sizes are payload bytes (the
+ * section's id byte and size field not counted). */
+typedef struct wasm_module_info {
+    uint32_t type_count;
+    uint32_t func_count, func_import_count;
+    uint32_t table_count, memory_count, global_count;
+    uint32_t import_count, export_count;
+    uint32_t elem_count, data_count;
+    bool has_start;
+    uint32_t start; /* function index, when has_start */
+    /* Memory 0 (imported or defined), when memory_count > 0. */
+    uint32_t memory_min_pages, memory_max_pages;
+    bool memory_has_max;
+    size_t module_size;
+    size_t code_size;            /* the code section */
+    size_t custom_section_bytes; /* all custom sections together */
+    size_t section_bytes[WASM_SECTION_ID_COUNT]; /* by section id; customs summed at 0 */
+    uint32_t max_function_locals; /* parameters + declared locals, largest function */
+    /* The 2.0 features the module actually uses (its types, segments,
+     * imports/exports and instructions), as opposed to those it was
+     * accepted with. */
+    wasm_features features_used;
+} wasm_module_info;
+
+void wasm_module_describe(const wasm_module *m, wasm_module_info *out);
+
+typedef struct wasm_section_info {
+    uint8_t id;           /* 0 = custom */
+    const char *name;     /* custom: its name (name_len bytes, not NUL-terminated);
+                           * others: "type", "import", ..., "data count" */
+    uint32_t name_len;
+    size_t offset;        /* of the id byte in the module */
+    size_t size;          /* payload bytes */
+} wasm_section_info;
+
+/* The module's sections in file order: start with *cursor = 0; each call
+ * fills out and returns true, or returns false after the last one. */
+bool wasm_module_next_section(const wasm_module *m, size_t *cursor, wasm_section_info *out);
+
+typedef struct wasm_function_info {
+    bool imported;
+    wasm_functype type;
+    const char *name;     /* from the name section, or NULL */
+    uint32_t local_count; /* declared locals, parameters not included */
+    size_t body_size;     /* its entry in the code section, size field included; 0 if imported */
+} wasm_function_info;
+
+/* Function `index` of the function index space (imports first);
+ * index < wasm_module_info.func_count. */
+void wasm_module_function(const wasm_module *m, uint32_t index, wasm_function_info *out);
+/* Table `index` of the table index space (imports first), kind TABLE. */
+void wasm_module_table(const wasm_module *m, uint32_t index, wasm_externtype *out);
+/* The index export `index` refers to, in the index space of its kind. */
+uint32_t wasm_module_export_index(const wasm_module *m, size_t index);
+
 /* ---- run time ----------------------------------------------------------- */
 
 typedef struct wasm_store wasm_store;

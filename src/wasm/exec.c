@@ -296,9 +296,37 @@ static void locate_trap(wasm_trap *trap, const wasm_instance *inst, const wasm_c
                             : offset;
 }
 
+/* Zeroes a callee's declared locals; most functions have a few, and a
+ * memset call would cost more than the stores. */
+static inline void zero_locals(uint64_t *locals, uint32_t n)
+{
+    switch (n) {
+    case 4:
+        locals[3] = 0;
+        /* fall through */
+    case 3:
+        locals[2] = 0;
+        /* fall through */
+    case 2:
+        locals[1] = 0;
+        /* fall through */
+    case 1:
+        locals[0] = 0;
+        /* fall through */
+    case 0:
+        break;
+    default:
+        memset(locals, 0, (size_t)n * sizeof *locals);
+    }
+}
+
 /* ---- the interpreter ------------------------------------------------------ */
 
 #define HANDLER_ADDRESS(name) &&L_##name,
+#define HANDLER_ADDRESS_I(name) &&L_##name##_I,
+#define NO_HANDLER(name) &&L_UNREACHABLE,
+#define FUSED_ADDRESSES(name)                                                                   \
+    &&L_BR_IF_##name, &&L_BR_IF_##name##_I, &&L_BR_UNLESS_##name, &&L_BR_UNLESS_##name##_I,
 
 /* Runs fn in inst with its frame at fp (arguments in place). With s NULL,
  * only returns the handler table through *handlers. Never inlined or cloned:
@@ -308,7 +336,8 @@ interpret(wasm_store *s, const wasm_code_func *fn, wasm_instance *inst, uint64_t
           wasm_trap *trap, const void *const **handlers)
 {
     static const void *const handler_table[] = {
-        WASM_CONTROL_OPS(HANDLER_ADDRESS) WASM_NUMERIC_OPS(HANDLER_ADDRESS)};
+        WASM_CONTROL_OPS(HANDLER_ADDRESS) WASM_NUMERIC_OPS(HANDLER_ADDRESS, HANDLER_ADDRESS)
+        WASM_NUMERIC_OPS(NO_HANDLER, HANDLER_ADDRESS_I) WASM_FUSED_COMPARES(FUSED_ADDRESSES)};
     _Static_assert(sizeof handler_table / sizeof *handler_table == WASM_OP_COUNT,
                    "one handler per internal instruction");
     if (!s) {
@@ -321,18 +350,23 @@ interpret(wasm_store *s, const wasm_code_func *fn, wasm_instance *inst, uint64_t
     const uint32_t max_depth = s->limits.max_call_depth;
     uint64_t *const stack_end = s->stack + s->limits.max_stack_values;
     const wasm_cell *pc = fn->code;
-    uint64_t *sp;
     uint8_t *mem = NULL;
     uint64_t mem_size = 0;
     fuel_slice fuel = {0, 0};
     wasm_trap_kind kind = WASM_TRAP_NONE;
     /* Call setup shared by the call instructions. */
     wasm_func *callee = NULL;
+    uint64_t *call_fp = NULL;
     const wasm_cell *next_pc = NULL;
 
 #define NEXT(n)                                                                                 \
     do {                                                                                        \
         pc += (n);                                                                              \
+        goto *pc->op;                                                                           \
+    } while (0)
+#define JUMP_TO(cell)                                                                           \
+    do {                                                                                        \
+        pc = (cell).target;                                                                     \
         goto *pc->op;                                                                           \
     } while (0)
 #define TRAP(k)                                                                                 \
@@ -345,18 +379,19 @@ interpret(wasm_store *s, const wasm_code_func *fn, wasm_instance *inst, uint64_t
         mem = inst->memory ? inst->memory->data : NULL;                                         \
         mem_size = inst->memory ? inst->memory->size : 0;                                       \
     } while (0)
+/* Operands named by the instruction's immediates. */
+#define SLOT_A(cell) fp[pc[cell].pair.a]
+#define SLOT_B(cell) fp[pc[cell].pair.b]
+#define SLOT(cell) fp[pc[cell].u64]
 
-    if ((kind = fuel_refill(s, &fuel, 0)) != WASM_TRAP_NONE) {
-        sp = fp;
+    if ((kind = fuel_refill(s, &fuel, 0)) != WASM_TRAP_NONE)
         goto trapped;
-    }
     if (s->depth >= max_depth || fp + fn->frame_slots > stack_end) {
         kind = WASM_TRAP_CALL_STACK_EXHAUSTED;
         goto trapped;
     }
     s->depth++;
     memset(fp + fn->param_slots, 0, (size_t)fn->local_slots * sizeof *fp);
-    sp = fp + fn->param_slots + fn->local_slots;
     LOAD_MEMORY();
     goto *pc->op;
 
@@ -372,58 +407,47 @@ L_FUEL:
     }
     NEXT(2);
 L_JUMP:
-    pc = pc[1].target;
-    goto *pc->op;
+    JUMP_TO(pc[1]);
 L_BR_DROP: {
     uint32_t keep = pc[2].pair.a;
-    uint64_t *dst = fp + pc[2].pair.b;
-    memmove(dst, sp - keep, keep * sizeof *sp);
-    sp = dst + keep;
-    pc = pc[1].target;
-    goto *pc->op;
+    memmove(fp + pc[2].pair.b, fp + pc[3].u64, keep * sizeof *fp);
+    JUMP_TO(pc[1]);
 }
 L_BR_IF:
-    if ((uint32_t)*--sp) {
-        pc = pc[1].target;
-        goto *pc->op;
-    }
-    NEXT(2);
-L_BR_IF_DROP:
-    if ((uint32_t)*--sp) {
-        uint32_t keep = pc[2].pair.a;
-        uint64_t *dst = fp + pc[2].pair.b;
-        memmove(dst, sp - keep, keep * sizeof *sp);
-        sp = dst + keep;
-        pc = pc[1].target;
-        goto *pc->op;
-    }
+    if ((uint32_t)SLOT(1))
+        JUMP_TO(pc[2]);
     NEXT(3);
-L_BR_UNLESS:
-    if (!(uint32_t)*--sp) {
-        pc = pc[1].target;
-        goto *pc->op;
+L_BR_IF_DROP:
+    if ((uint32_t)SLOT(1)) {
+        uint32_t keep = pc[3].pair.a;
+        memmove(fp + pc[3].pair.b, fp + pc[4].u64, keep * sizeof *fp);
+        JUMP_TO(pc[2]);
     }
-    NEXT(2);
+    NEXT(5);
+L_BR_UNLESS:
+    if (!(uint32_t)SLOT(1))
+        JUMP_TO(pc[2]);
+    NEXT(3);
 L_BR_TABLE: {
     uint64_t count = pc[1].u64;
-    uint64_t i = (uint32_t)*--sp;
+    uint64_t *top = fp + pc[2].u64;
+    uint64_t i = (uint32_t)*top;
     if (i > count)
         i = count;
-    const wasm_cell *entry = pc + 2 + 2 * i;
+    const wasm_cell *entry = pc + 3 + 2 * i;
     uint32_t keep = entry[1].pair.a;
     uint64_t *dst = fp + entry[1].pair.b;
-    if (dst != sp - keep)
-        memmove(dst, sp - keep, keep * sizeof *sp);
-    sp = dst + keep;
-    pc = entry[0].target;
-    goto *pc->op;
+    if (dst != top - keep)
+        memmove(dst, top - keep, keep * sizeof *fp);
+    JUMP_TO(entry[0]);
 }
 L_RETURN: {
-    uint64_t n = pc[1].u64;
-    uint64_t *results = sp - n;
-    if (results != fp)
+    uint32_t n = pc[1].pair.a;
+    const uint64_t *results = fp + pc[1].pair.b;
+    if (n == 1)
+        fp[0] = results[0];
+    else if (results != fp)
         memmove(fp, results, n * sizeof *fp);
-    sp = fp + n;
     s->depth--;
     if (s->depth == entry_depth)
         goto done;
@@ -439,29 +463,29 @@ L_RETURN: {
 }
 L_CALL: {
     const wasm_code_func *target = pc[1].ptr;
-    uint64_t *callee_fp = sp - target->param_slots;
+    uint64_t *callee_fp = fp + pc[2].u64;
     if (unlikely(s->depth >= max_depth || callee_fp + target->frame_slots > stack_end))
         TRAP(WASM_TRAP_CALL_STACK_EXHAUSTED);
     wasm_frame *frame = &s->frames[s->depth++];
-    frame->pc = pc + 2;
+    frame->pc = pc + 3;
     frame->fp = fp;
     frame->fn = fn;
     frame->inst = inst;
     fp = callee_fp;
-    memset(fp + target->param_slots, 0, (size_t)target->local_slots * sizeof *fp);
-    sp = fp + target->param_slots + target->local_slots;
+    zero_locals(fp + target->param_slots, target->local_slots);
     fn = target;
     pc = target->code;
     goto *pc->op;
 }
 L_CALL_IMPORT:
     callee = inst->funcs[pc[1].u64];
-    next_pc = pc + 2;
+    call_fp = fp + pc[2].u64;
+    next_pc = pc + 3;
     goto call_function;
 L_CALL_INDIRECT: {
     uint32_t type_index = pc[1].pair.a;
     const wasm_table *table = inst->tables[pc[1].pair.b];
-    uint32_t i = (uint32_t)*--sp;
+    uint32_t i = (uint32_t)SLOT_B(2);
     if (i >= table->size)
         TRAP(WASM_TRAP_UNDEFINED_ELEMENT);
     callee = (wasm_func *)(uintptr_t)table->elems[i];
@@ -471,23 +495,22 @@ L_CALL_INDIRECT: {
     if (callee->type_hash != m->type_hashes[type_index] ||
         !functype_matches(&callee->type, &m->def->types[type_index]))
         TRAP(WASM_TRAP_INDIRECT_CALL_MISMATCH);
-    next_pc = pc + 2;
+    call_fp = fp + pc[2].pair.a;
+    next_pc = pc + 3;
     goto call_function;
 }
 call_function:
     if (callee->code) {
         const wasm_code_func *target = callee->code;
-        uint64_t *callee_fp = sp - target->param_slots;
-        if (unlikely(s->depth >= max_depth || callee_fp + target->frame_slots > stack_end))
+        if (unlikely(s->depth >= max_depth || call_fp + target->frame_slots > stack_end))
             TRAP(WASM_TRAP_CALL_STACK_EXHAUSTED);
         wasm_frame *frame = &s->frames[s->depth++];
         frame->pc = next_pc;
         frame->fp = fp;
         frame->fn = fn;
         frame->inst = inst;
-        fp = callee_fp;
-        memset(fp + target->param_slots, 0, (size_t)target->local_slots * sizeof *fp);
-        sp = fp + target->param_slots + target->local_slots;
+        fp = call_fp;
+        zero_locals(fp + target->param_slots, target->local_slots);
         fn = target;
         pc = target->code;
         if (callee->inst != inst) {
@@ -496,13 +519,12 @@ call_function:
         }
         goto *pc->op;
     } else {
-        uint64_t *args = sp - callee->type.param_count;
-        uint32_t nr = callee->type.result_count;
-        if (unlikely(args + (nr > callee->type.param_count ? nr : callee->type.param_count) >
-                     stack_end))
+        uint64_t *args = call_fp;
+        uint32_t np = callee->type.param_count, nr = callee->type.result_count;
+        if (unlikely(args + (nr > np ? nr : np) > stack_end))
             TRAP(WASM_TRAP_CALL_STACK_EXHAUSTED);
         fuel_settle(s, &fuel);
-        s->stack_used = (size_t)(sp - s->stack);
+        s->stack_used = (size_t)(args + np - s->stack);
         int rc = call_host(callee, inst->memory, args, trap);
         s->stack_used = entry_stack_used;
         if (rc != 0) {
@@ -511,117 +533,113 @@ call_function:
         }
         if ((kind = fuel_refill(s, &fuel, 0)) != WASM_TRAP_NONE)
             goto trapped;
-        sp = args + nr;
         LOAD_MEMORY();
         pc = next_pc;
         goto *pc->op;
     }
 
     /* ---- parametric, variables ---- */
-L_DROP:
-    sp--;
-    NEXT(1);
-L_SELECT: {
-    uint32_t c = (uint32_t)sp[-1];
-    sp -= 2;
-    if (!c)
-        sp[-1] = sp[0];
-    NEXT(1);
-}
-L_LOCAL_GET:
-    *sp++ = fp[pc[1].u64];
+L_COPY:
+    SLOT_B(1) = SLOT_A(1);
     NEXT(2);
-L_LOCAL_SET:
-    fp[pc[1].u64] = *--sp;
-    NEXT(2);
-L_LOCAL_TEE:
-    fp[pc[1].u64] = sp[-1];
-    NEXT(2);
+L_CONST:
+    SLOT(1) = pc[2].u64;
+    NEXT(3);
+L_SELECT:
+    SLOT_B(2) = (uint32_t)SLOT_A(2) ? SLOT_A(1) : SLOT_B(1);
+    NEXT(3);
 L_GLOBAL_GET:
-    *sp++ = inst->globals[pc[1].u64]->value;
+    SLOT_B(1) = inst->globals[pc[1].pair.a]->value;
     NEXT(2);
 L_GLOBAL_SET:
-    inst->globals[pc[1].u64]->value = *--sp;
+    inst->globals[pc[1].pair.a]->value = SLOT_B(1);
     NEXT(2);
 
-    /* ---- tables ---- */
+    /* ---- tables (on the operand stack in place; sp is its top) ---- */
 L_TABLE_GET: {
-    const wasm_table *t = inst->tables[pc[1].u64];
+    uint64_t *sp = fp + pc[1].u64;
+    const wasm_table *t = inst->tables[pc[2].u64];
     uint32_t i = (uint32_t)sp[-1];
     if (i >= t->size)
         TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
     sp[-1] = t->elems[i];
-    NEXT(2);
+    NEXT(3);
 }
 L_TABLE_SET: {
-    wasm_table *t = inst->tables[pc[1].u64];
+    uint64_t *sp = fp + pc[1].u64;
+    wasm_table *t = inst->tables[pc[2].u64];
     uint32_t i = (uint32_t)sp[-2];
     if (i >= t->size)
         TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
     t->elems[i] = sp[-1];
-    sp -= 2;
-    NEXT(2);
+    NEXT(3);
 }
-L_TABLE_SIZE:
-    *sp++ = inst->tables[pc[1].u64]->size;
-    NEXT(2);
+L_TABLE_SIZE: {
+    uint64_t *sp = fp + pc[1].u64;
+    *sp = inst->tables[pc[2].u64]->size;
+    NEXT(3);
+}
 L_TABLE_GROW: {
+    uint64_t *sp = fp + pc[1].u64;
     uint32_t n = (uint32_t)sp[-1];
-    int64_t old = wasm_table_grow(inst->tables[pc[1].u64], n, sp[-2]);
-    sp--;
-    sp[-1] = (uint32_t)(int32_t)old;
-    NEXT(2);
+    int64_t old = wasm_table_grow(inst->tables[pc[2].u64], n, sp[-2]);
+    sp[-2] = (uint32_t)(int32_t)old;
+    NEXT(3);
 }
 L_TABLE_FILL: {
-    wasm_table *t = inst->tables[pc[1].u64];
+    uint64_t *sp = fp + pc[1].u64;
+    wasm_table *t = inst->tables[pc[2].u64];
     uint32_t n = (uint32_t)sp[-1];
     uint64_t value = sp[-2];
     uint32_t i = (uint32_t)sp[-3];
-    sp -= 3;
     if ((uint64_t)i + n > t->size)
         TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
     for (uint32_t k = 0; k < n; k++)
         t->elems[i + k] = value;
-    NEXT(2);
+    NEXT(3);
 }
 L_TABLE_COPY: {
-    wasm_table *dst = inst->tables[pc[1].pair.a];
-    const wasm_table *src = inst->tables[pc[1].pair.b];
+    uint64_t *sp = fp + pc[1].u64;
+    wasm_table *dst = inst->tables[pc[2].pair.a];
+    const wasm_table *src = inst->tables[pc[2].pair.b];
     uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
-    sp -= 3;
     if ((uint64_t)si + n > src->size || (uint64_t)di + n > dst->size)
         TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
     if (n)
         memmove(dst->elems + di, src->elems + si, (size_t)n * sizeof *dst->elems);
-    NEXT(2);
+    NEXT(3);
 }
 L_TABLE_INIT: {
-    const wasm_segment *seg = &inst->elems[pc[1].pair.a];
-    wasm_table *t = inst->tables[pc[1].pair.b];
+    uint64_t *sp = fp + pc[1].u64;
+    const wasm_segment *seg = &inst->elems[pc[2].pair.a];
+    wasm_table *t = inst->tables[pc[2].pair.b];
     uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
-    sp -= 3;
     if ((uint64_t)si + n > seg->size || (uint64_t)di + n > t->size)
         TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
     if (n)
         memcpy(t->elems + di, seg->refs + si, (size_t)n * sizeof *t->elems);
-    NEXT(2);
+    NEXT(3);
 }
 L_ELEM_DROP:
     inst->elems[pc[1].u64].size = 0;
     NEXT(2);
 
     /* ---- memory ---- */
-#define EFFECTIVE(addr_slot, width)                                                             \
-    uint64_t ea = (uint64_t)(uint32_t)(addr_slot) + pc[1].u64;                                  \
+    /* [addr|value-or-dst, offset|add]: the address is the 32-bit sum of the
+     * operand and `add` (an i32.add of a constant folded in by the
+     * compiler), plus the offset. The effective address is 33 bits at most,
+     * so one 64-bit compare checks the whole access. */
+#define EFFECTIVE(width)                                                                        \
+    uint64_t ea = (uint64_t)(uint32_t)(SLOT_A(1) + pc[2].pair.b) + pc[2].pair.a;               \
     if (unlikely(ea + (width) > mem_size))                                                      \
         TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
 #define LOAD_OP(name, ctype, width, convert)                                                    \
     L_##name: {                                                                                 \
-        EFFECTIVE(sp[-1], width)                                                                \
+        EFFECTIVE(width)                                                                        \
         ctype v;                                                                                \
         memcpy(&v, mem + ea, width);                                                            \
-        sp[-1] = convert;                                                                       \
-        NEXT(2);                                                                                \
+        SLOT_B(1) = convert;                                                                    \
+        NEXT(3);                                                                                \
     }
     LOAD_OP(LOAD32, uint32_t, 4, v)
     LOAD_OP(LOAD64, uint64_t, 8, v)
@@ -634,82 +652,98 @@ L_ELEM_DROP:
     LOAD_OP(LOAD32_S64, int32_t, 4, (uint64_t)(int64_t)v)
 #define STORE_OP(name, ctype, width)                                                            \
     L_##name: {                                                                                 \
-        EFFECTIVE(sp[-2], width)                                                                \
-        ctype v = (ctype)sp[-1];                                                                \
+        EFFECTIVE(width)                                                                        \
+        ctype v = (ctype)SLOT_B(1);                                                             \
         memcpy(mem + ea, &v, width);                                                            \
-        sp -= 2;                                                                                \
-        NEXT(2);                                                                                \
+        NEXT(3);                                                                                \
     }
     STORE_OP(STORE8, uint8_t, 1)
     STORE_OP(STORE16, uint16_t, 2)
     STORE_OP(STORE32, uint32_t, 4)
     STORE_OP(STORE64, uint64_t, 8)
 L_MEMORY_SIZE:
-    *sp++ = (uint32_t)(mem_size / WASM_PAGE_SIZE);
-    NEXT(1);
+    SLOT(1) = (uint32_t)(mem_size / WASM_PAGE_SIZE);
+    NEXT(2);
 L_MEMORY_GROW: {
+    uint64_t *sp = fp + pc[1].u64;
     int64_t old = wasm_memory_grow(inst->memory, (uint32_t)sp[-1]);
     sp[-1] = (uint32_t)(int32_t)old;
     LOAD_MEMORY();
-    NEXT(1);
+    NEXT(2);
 }
 L_MEMORY_INIT: {
-    const wasm_segment *seg = &inst->datas[pc[1].u64];
+    uint64_t *sp = fp + pc[1].u64;
+    const wasm_segment *seg = &inst->datas[pc[2].u64];
     uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
-    sp -= 3;
     if ((uint64_t)si + n > seg->size || (uint64_t)di + n > mem_size)
         TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
     if (n)
         memcpy(mem + di, seg->bytes + si, n);
-    NEXT(2);
+    NEXT(3);
 }
 L_DATA_DROP:
     inst->datas[pc[1].u64].size = 0;
     NEXT(2);
 L_MEMORY_COPY: {
+    uint64_t *sp = fp + pc[1].u64;
     uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
-    sp -= 3;
     if ((uint64_t)si + n > mem_size || (uint64_t)di + n > mem_size)
         TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
     if (n)
         memmove(mem + di, mem + si, n);
-    NEXT(1);
+    NEXT(2);
 }
 L_MEMORY_FILL: {
+    uint64_t *sp = fp + pc[1].u64;
     uint32_t n = (uint32_t)sp[-1], di = (uint32_t)sp[-3];
     uint8_t value = (uint8_t)sp[-2];
-    sp -= 3;
     if ((uint64_t)di + n > mem_size)
         TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
     if (n)
         memset(mem + di, value, n);
-    NEXT(1);
+    NEXT(2);
 }
 
-    /* ---- constants and references ---- */
-L_CONST:
-    *sp++ = pc[1].u64;
-    NEXT(2);
+    /* ---- references ---- */
 L_REF_IS_NULL:
-    sp[-1] = sp[-1] == 0;
-    NEXT(1);
+    SLOT_B(1) = SLOT_A(1) == 0;
+    NEXT(2);
 L_REF_FUNC:
-    *sp++ = (uint64_t)(uintptr_t)inst->funcs[pc[1].u64];
+    SLOT_B(1) = (uint64_t)(uintptr_t)inst->funcs[pc[1].pair.a];
     NEXT(2);
 
     /* ---- numeric ---- */
+/* Unary [a|dst]; binary [a|b, dst] and its immediate form [a|dst, b]. */
 #define UNARY(name, expr)                                                                       \
     L_##name: {                                                                                 \
-        uint64_t a = sp[-1];                                                                    \
-        sp[-1] = (expr);                                                                        \
-        NEXT(1);                                                                                \
+        uint64_t a = SLOT_A(1);                                                                 \
+        SLOT_B(1) = (expr);                                                                     \
+        NEXT(2);                                                                                \
     }
 #define BINARY(name, expr)                                                                      \
     L_##name: {                                                                                 \
-        uint64_t b = sp[-1], a = sp[-2];                                                        \
-        sp--;                                                                                   \
-        sp[-1] = (expr);                                                                        \
-        NEXT(1);                                                                                \
+        uint64_t a = SLOT_A(1), b = SLOT_B(1);                                                  \
+        SLOT(2) = (expr);                                                                       \
+        NEXT(3);                                                                                \
+    }                                                                                           \
+    L_##name##_I: {                                                                             \
+        uint64_t a = SLOT_A(1), b = pc[2].u64;                                                  \
+        SLOT_B(1) = (expr);                                                                     \
+        NEXT(3);                                                                                \
+    }
+/* Division and remainder: `check` may trap. */
+#define DIVIDE(name, ctype, convert, check, expr)                                               \
+    L_##name: {                                                                                 \
+        ctype a = convert(SLOT_A(1)), b = convert(SLOT_B(1));                                   \
+        check;                                                                                  \
+        SLOT(2) = (expr);                                                                       \
+        NEXT(3);                                                                                \
+    }                                                                                           \
+    L_##name##_I: {                                                                             \
+        ctype a = convert(SLOT_A(1)), b = convert(pc[2].u64);                                   \
+        check;                                                                                  \
+        SLOT_B(1) = (expr);                                                                     \
+        NEXT(3);                                                                                \
     }
 #define U32(x) ((uint32_t)(x))
 #define S32(x) ((int32_t)(uint32_t)(x))
@@ -758,40 +792,15 @@ L_REF_FUNC:
     BINARY(I32_ADD, U32(U32(a) + U32(b)))
     BINARY(I32_SUB, U32(U32(a) - U32(b)))
     BINARY(I32_MUL, U32(U32(a) * U32(b)))
-L_I32_DIV_S: {
-    int32_t b = S32(sp[-1]), a = S32(sp[-2]);
-    if (b == 0)
-        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
-    if (a == INT32_MIN && b == -1)
-        TRAP(WASM_TRAP_INTEGER_OVERFLOW);
-    sp--;
-    sp[-1] = U32(a / b);
-    NEXT(1);
-}
-L_I32_DIV_U: {
-    uint32_t b = U32(sp[-1]), a = U32(sp[-2]);
-    if (b == 0)
-        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
-    sp--;
-    sp[-1] = a / b;
-    NEXT(1);
-}
-L_I32_REM_S: {
-    int32_t b = S32(sp[-1]), a = S32(sp[-2]);
-    if (b == 0)
-        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
-    sp--;
-    sp[-1] = b == -1 ? 0 : U32(a % b);
-    NEXT(1);
-}
-L_I32_REM_U: {
-    uint32_t b = U32(sp[-1]), a = U32(sp[-2]);
-    if (b == 0)
-        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
-    sp--;
-    sp[-1] = a % b;
-    NEXT(1);
-}
+#define CHECK_ZERO                                                                              \
+    if (b == 0)                                                                                 \
+    TRAP(WASM_TRAP_DIVIDE_BY_ZERO)
+    DIVIDE(I32_DIV_S, int32_t, S32,
+           CHECK_ZERO; if (a == INT32_MIN && b == -1) TRAP(WASM_TRAP_INTEGER_OVERFLOW),
+           U32(a / b))
+    DIVIDE(I32_DIV_U, uint32_t, U32, CHECK_ZERO, a / b)
+    DIVIDE(I32_REM_S, int32_t, S32, CHECK_ZERO, b == -1 ? 0 : U32(a % b))
+    DIVIDE(I32_REM_U, uint32_t, U32, CHECK_ZERO, a % b)
     BINARY(I32_AND, U32(a & b))
     BINARY(I32_OR, U32(a | b))
     BINARY(I32_XOR, U32(a ^ b))
@@ -807,40 +816,12 @@ L_I32_REM_U: {
     BINARY(I64_ADD, a + b)
     BINARY(I64_SUB, a - b)
     BINARY(I64_MUL, a * b)
-L_I64_DIV_S: {
-    int64_t b = S64(sp[-1]), a = S64(sp[-2]);
-    if (b == 0)
-        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
-    if (a == INT64_MIN && b == -1)
-        TRAP(WASM_TRAP_INTEGER_OVERFLOW);
-    sp--;
-    sp[-1] = (uint64_t)(a / b);
-    NEXT(1);
-}
-L_I64_DIV_U: {
-    uint64_t b = sp[-1], a = sp[-2];
-    if (b == 0)
-        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
-    sp--;
-    sp[-1] = a / b;
-    NEXT(1);
-}
-L_I64_REM_S: {
-    int64_t b = S64(sp[-1]), a = S64(sp[-2]);
-    if (b == 0)
-        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
-    sp--;
-    sp[-1] = b == -1 ? 0 : (uint64_t)(a % b);
-    NEXT(1);
-}
-L_I64_REM_U: {
-    uint64_t b = sp[-1], a = sp[-2];
-    if (b == 0)
-        TRAP(WASM_TRAP_DIVIDE_BY_ZERO);
-    sp--;
-    sp[-1] = a % b;
-    NEXT(1);
-}
+    DIVIDE(I64_DIV_S, int64_t, S64,
+           CHECK_ZERO; if (a == INT64_MIN && b == -1) TRAP(WASM_TRAP_INTEGER_OVERFLOW),
+           (uint64_t)(a / b))
+    DIVIDE(I64_DIV_U, uint64_t, (uint64_t), CHECK_ZERO, a / b)
+    DIVIDE(I64_REM_S, int64_t, S64, CHECK_ZERO, b == -1 ? 0 : (uint64_t)(a % b))
+    DIVIDE(I64_REM_U, uint64_t, (uint64_t), CHECK_ZERO, a % b)
     BINARY(I64_AND, a & b)
     BINARY(I64_OR, a | b)
     BINARY(I64_XOR, a ^ b)
@@ -882,13 +863,13 @@ L_I64_REM_U: {
     UNARY(I32_WRAP_I64, U32(a))
 #define TRUNC(name, ftype, getter, lower_ok, upper_ok, result)                                  \
     L_##name: {                                                                                 \
-        ftype x = getter(sp[-1]);                                                               \
+        ftype x = getter(SLOT_A(1));                                                            \
         if (isnan(x))                                                                           \
             TRAP(WASM_TRAP_INVALID_CONVERSION);                                                 \
         if (!((lower_ok) && (upper_ok)))                                                        \
             TRAP(WASM_TRAP_INTEGER_OVERFLOW);                                                   \
-        sp[-1] = (result);                                                                      \
-        NEXT(1);                                                                                \
+        SLOT_B(1) = (result);                                                                   \
+        NEXT(2);                                                                                \
     }
     TRUNC(I32_TRUNC_F32_S, float, F32, x >= -2147483648.0f, x < 2147483648.0f,
           U32((int32_t)x))
@@ -933,6 +914,48 @@ L_I64_REM_U: {
     UNARY(I64_TRUNC_SAT_F64_S, sat_i64_s(F64(a)))
     UNARY(I64_TRUNC_SAT_F64_U, sat_i64_u(F64(a)))
 
+    /* ---- comparisons fused with br_if / if ---- */
+#define FUSED(name, expr)                                                                       \
+    L_BR_IF_##name: {                                                                           \
+        uint64_t a = SLOT_A(1), b = SLOT_B(1);                                                  \
+        (void)b;                                                                                \
+        if (expr)                                                                               \
+            JUMP_TO(pc[2]);                                                                     \
+        NEXT(3);                                                                                \
+    }                                                                                           \
+    L_BR_IF_##name##_I: {                                                                       \
+        uint64_t a = SLOT_A(1), b = pc[1].pair.b;                                               \
+        (void)b;                                                                                \
+        if (expr)                                                                               \
+            JUMP_TO(pc[2]);                                                                     \
+        NEXT(3);                                                                                \
+    }                                                                                           \
+    L_BR_UNLESS_##name: {                                                                       \
+        uint64_t a = SLOT_A(1), b = SLOT_B(1);                                                  \
+        (void)b;                                                                                \
+        if (!(expr))                                                                            \
+            JUMP_TO(pc[2]);                                                                     \
+        NEXT(3);                                                                                \
+    }                                                                                           \
+    L_BR_UNLESS_##name##_I: {                                                                   \
+        uint64_t a = SLOT_A(1), b = pc[1].pair.b;                                               \
+        (void)b;                                                                                \
+        if (!(expr))                                                                            \
+            JUMP_TO(pc[2]);                                                                     \
+        NEXT(3);                                                                                \
+    }
+    FUSED(I32_EQZ, U32(a) == 0)
+    FUSED(I32_EQ, U32(a) == U32(b))
+    FUSED(I32_NE, U32(a) != U32(b))
+    FUSED(I32_LT_S, S32(a) < S32(b))
+    FUSED(I32_LT_U, U32(a) < U32(b))
+    FUSED(I32_GT_S, S32(a) > S32(b))
+    FUSED(I32_GT_U, U32(a) > U32(b))
+    FUSED(I32_LE_S, S32(a) <= S32(b))
+    FUSED(I32_LE_U, U32(a) <= U32(b))
+    FUSED(I32_GE_S, S32(a) >= S32(b))
+    FUSED(I32_GE_U, U32(a) >= U32(b))
+
 done:
     fuel_settle(s, &fuel);
     return 0;
@@ -947,8 +970,15 @@ trapped_keep_message:
     return -1;
 
 #undef NEXT
+#undef JUMP_TO
 #undef TRAP
 #undef LOAD_MEMORY
+#undef SLOT_A
+#undef SLOT_B
+#undef SLOT
+#undef CHECK_ZERO
+#undef DIVIDE
+#undef FUSED
 #undef EFFECTIVE
 #undef LOAD_OP
 #undef STORE_OP

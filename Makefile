@@ -17,7 +17,7 @@ CMAKE_OPTS ?=
 .NOTPARALLEL:
 
 .PHONY: all build run test deps-build deps-test deps-bench unit e2e asan bench valgrind \
-        install clean conformance bench-wasm
+        install clean conformance bench-wasm fuzz-quick
 
 all: build
 
@@ -52,12 +52,24 @@ e2e: asan build
 	CAXTON_BIN=$(CURDIR)/$(ASAN_BUILD)/caxton CAXTON_PLAIN_BIN=$(CURDIR)/$(BUILD)/caxton \
 	  $(PYTEST) -q tests/e2e
 
-test: unit conformance e2e
+test: unit conformance fuzz-quick e2e
+
+# The fuzzer for FUZZ_QUICK_SECONDS inside make test (regression inputs first).
+FUZZ_QUICK_SECONDS ?= 30
+fuzz-quick: asan
+	tests/fuzz/run.sh $(FUZZ_QUICK_SECONDS)
 
 # The WebAssembly spec test suite (../shared/wasm-testsuite or
 # CAXTON_WASM_TESTSUITE), alone.
 conformance: asan
 	tests/conformance/run.sh $(CURDIR)/$(ASAN_BUILD)/wasm_spec_runner
+
+# libFuzzer on the WebAssembly engine under ASan+UBSan for FUZZ_SECONDS
+# (regression inputs first); a crashing input lands in tests/fuzz/crashes/.
+FUZZ_SECONDS ?= 300
+.PHONY: fuzz-wasm
+fuzz-wasm: deps-test
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: deps-bench build
 	bench/run.sh $(BUILD)/caxton

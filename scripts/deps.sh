@@ -6,7 +6,8 @@ set -eu
 
 build="build-essential curl cmake pkg-config libuv1-dev libmicrohttpd-dev libjansson-dev
        libyaml-dev libsqlite3-dev libcurl4-openssl-dev libsystemd-dev libgnutls28-dev"
-test="$build libcmocka-dev python3 python3-pytest python3-yaml prometheus openssl valgrind wabt"
+test="$build libcmocka-dev python3 python3-pytest python3-yaml prometheus openssl valgrind wabt
+      clang lld libclang-rt-14-dev"
 bench="$build python3 wrk nginx-light clang lld wabt"
 
 want=""

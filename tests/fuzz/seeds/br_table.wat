@@ -1,0 +1,17 @@
+;; br_table with values, a default, and an out-of-range index.
+(module
+  (func $pick (param i32) (result i32)
+    (block $d (result i32)
+      (block $c (result i32)
+        (block $b (result i32)
+          (block $a (result i32)
+            (i32.const 10) (local.get 0)
+            (br_table $a $b $c $d $b $a))
+          (return (i32.add (i32.const 1))))
+        (return (i32.add (i32.const 2))))
+      (return (i32.add (i32.const 3))))
+    (i32.add (i32.const 4)))
+  (func (export "pick") (param i32) (result i32) (call $pick (local.get 0)))
+  (func (export "all") (result i32)
+    (i32.add (call $pick (i32.const 0))
+      (i32.add (call $pick (i32.const 3)) (call $pick (i32.const -1))))))

@@ -1,0 +1,16 @@
+;; memory.fill/copy/init, data.drop, passive segments, out-of-bounds bulk ops.
+(module
+  (memory (export "mem") 1)
+  (data $passive "hello, bulk memory")
+  (data (i32.const 100) "active")
+  (func (export "bulk") (result i32)
+    (memory.fill (i32.const 0) (i32.const 42) (i32.const 256))
+    (memory.copy (i32.const 300) (i32.const 0) (i32.const 256))
+    (memory.copy (i32.const 10) (i32.const 5) (i32.const 100))
+    (memory.init $passive (i32.const 1000) (i32.const 0) (i32.const 18))
+    (data.drop $passive)
+    (i32.load8_u (i32.const 1004)))
+  (func (export "init_dropped")
+    (memory.init $passive (i32.const 0) (i32.const 0) (i32.const 1)))
+  (func (export "fill_oob")
+    (memory.fill (i32.const 65530) (i32.const 0) (i32.const 10))))

@@ -1,0 +1,20 @@
+;; Loads and stores of every width, at the edges of memory, and growth.
+(module
+  (memory 1 4)
+  (data (i32.const 0) "\01\02\03\04\05\06\07\08")
+  (data (i32.const 65528) "edge!!!!")
+  (func (export "loads") (result i64)
+    (i64.add
+      (i64.add (i64.load8_s (i32.const 1)) (i64.load16_u offset=2 (i32.const 0)))
+      (i64.add (i64.extend_i32_u (i32.load (i32.const 65532)))
+               (i64.load32_s align=1 (i32.const 3)))))
+  (func (export "stores") (param i32)
+    (i32.store8 (local.get 0) (i32.const 255))
+    (i64.store (i32.const 65528) (i64.const -1))
+    (f32.store (i32.const 16) (f32.const nan))
+    (f64.store offset=8 (i32.const 16) (f64.const -0.0)))
+  (func (export "oob") (result i32) (i32.load (i32.const 65533)))
+  (func (export "grow") (result i32)
+    (drop (memory.grow (i32.const 2)))
+    (memory.grow (i32.const 10)))
+  (func (export "size") (result i32) (memory.size)))

@@ -1,0 +1,18 @@
+;; Several tables of both reference types, table.get/set/grow/fill/size.
+(module
+  (type $t (func (result i32)))
+  (table $funcs 4 8 funcref)
+  (table $externs 2 externref)
+  (func $one (type $t) (i32.const 1))
+  (func $two (type $t) (i32.const 2))
+  (elem (table $funcs) (i32.const 1) func $one $two)
+  (elem declare func $two)
+  (func (export "grow") (result i32)
+    (drop (table.grow $funcs (ref.func $two) (i32.const 3)))
+    (table.fill $externs (i32.const 0) (ref.null extern) (i32.const 2))
+    (table.set $externs (i32.const 1) (table.get $externs (i32.const 0)))
+    (table.size $funcs))
+  (func (export "call") (param i32) (result i32)
+    (call_indirect $funcs (type $t) (local.get 0)))
+  (func (export "null") (result i32)
+    (call_indirect $funcs (type $t) (i32.const 0))))

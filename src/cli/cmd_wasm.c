@@ -85,19 +85,28 @@ static json_t *list_exports(const wasm_module *m)
     return list;
 }
 
+/* The dry run's limits: the relaxed policy's memory (64MB) and fuel, and
+ * the command's --timeout as the deadline. */
+#define DRY_RUN_MAX_PAGES 1024
+#define DRY_RUN_FUEL 100000000
+
 /* Instantiates once with no imports; fills doc["dry_run"]. */
-static bool dry_run(wasm_module *m, json_t *doc)
+static bool dry_run(wasm_module *m, uint64_t timeout_ms, json_t *doc)
 {
     if (wasm_module_import_count(m) > 0) {
         json_object_set_new(doc, "dry_run", json_pack("{s:s, s:s}", "result", "skipped",
                                                       "reason", "the module has imports"));
         return true;
     }
-    wasm_store *s = wasm_store_new(NULL);
+    wasm_limits limits = {.max_memory_pages = DRY_RUN_MAX_PAGES};
+    wasm_store *s = wasm_store_new(&limits);
     wasm_trap trap = {0};
     cx_error err;
     cx_error_clear(&err);
-    wasm_store_set_fuel(s, 100000000);
+    if (s) {
+        wasm_store_set_fuel(s, DRY_RUN_FUEL);
+        wasm_store_set_deadline(s, time_monotonic_ns() + timeout_ms * 1000000u);
+    }
     wasm_instance *inst = s ? wasm_instantiate(s, m, NULL, 0, &trap, &err) : NULL;
     json_t *result = inst ? json_pack("{s:s}", "result", "ok")
                           : json_pack("{s:s, s:s}", "result", "failed", "reason",
@@ -150,7 +159,7 @@ int cmd_wasm_validate(const cli_invocation *inv)
         json_object_set_new(doc, "imports", list_imports(m));
         json_object_set_new(doc, "exports", list_exports(m));
         if (comprehensive)
-            ok = dry_run(m, doc);
+            ok = dry_run(m, inv->timeout_ms, doc);
     }
     if (inv->output == CLI_OUTPUT_JSON) {
         output_json(stdout, doc);

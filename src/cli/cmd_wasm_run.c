@@ -146,6 +146,10 @@ static int read_options(const cli_invocation *inv, run_options *o)
         return CLI_EXIT_USAGE;
     }
     uint64_t pages = memory / 65536u;
+    if (pages == 0) {
+        fprintf(stderr, "caxton: --max-memory must be at least 64KB (one WebAssembly page)\n");
+        return CLI_EXIT_USAGE;
+    }
     o->max_pages = pages > 65536u ? 65536u : (uint32_t)pages;
     return CLI_EXIT_OK;
 }
@@ -235,6 +239,11 @@ int cmd_wasm_run(const cli_invocation *inv)
     wasm_limits limits = {.max_memory_pages = opt.max_pages};
     wasm_store *s = wasm_store_new(&limits);
     wasm_trap trap = {0};
+    /* The start function runs at instantiation: it gets the same budget. */
+    if (s) {
+        wasm_store_set_fuel(s, opt.fuel);
+        wasm_store_set_deadline(s, time_monotonic_ns() + opt.timeout_ms * 1000000u);
+    }
     wasm_instance *inst = s ? wasm_instantiate(s, m, NULL, 0, &trap, &err) : NULL;
     wasm_func *f = NULL;
     exit_code = CLI_EXIT_PROBLEM;
@@ -258,8 +267,6 @@ int cmd_wasm_run(const cli_invocation *inv)
         }
         if (exit_code == CLI_EXIT_OK) {
             wasm_value *results = calloc(type->result_count + 1, sizeof *results);
-            wasm_store_set_fuel(s, opt.fuel);
-            wasm_store_set_deadline(s, time_monotonic_ns() + opt.timeout_ms * 1000000u);
             int rc = results ? wasm_call(s, f, args, type->param_count, results,
                                          type->result_count, &trap)
                              : -1;

@@ -172,3 +172,28 @@ def test_loads_and_stores_at_the_boundary(tmp_path, address, offset, ok):
         else:
             assert r.returncode == 1
             assert "out of bounds memory access" in r.stderr, r.stderr
+
+
+def test_start_function_runs_under_the_same_limits(tmp_path):
+    m = build(tmp_path, """(module (func $s (loop (br 0))) (start $s)
+      (func (export "f") (result i32) (i32.const 1)))""")
+    r = run(m, "--invoke", "f", "--timeout", "300ms", "--fuel", "999999999999999")
+    assert r.returncode == 1
+    assert "deadline exceeded" in r.stderr, r.stderr
+    r = run(m, "--invoke", "f", "--fuel", "1000")
+    assert r.returncode == 1
+    assert "fuel exhausted" in r.stderr, r.stderr
+
+
+def test_validate_dry_run_is_bounded(tmp_path):
+    m = build(tmp_path, "(module (func $s (loop (br 0))) (start $s))")
+    r = run_cli("wasm", "validate", m, "--comprehensive", "--timeout", "300ms", timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "dry run: failed" in r.stdout and ("fuel" in r.stdout or "deadline" in r.stdout), r.stdout
+
+
+def test_max_memory_below_one_page_is_refused(tmp_path):
+    m = build(tmp_path, '(module (memory 0) (func (export "f") (result i32) (memory.grow (i32.const 1))))')
+    r = run(m, "--invoke", "f", "--max-memory", "1KB")
+    assert r.returncode == 2
+    assert "at least 64KB" in r.stderr, r.stderr

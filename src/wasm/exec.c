@@ -241,6 +241,24 @@ static wasm_trap_kind fuel_refill(wasm_store *s, fuel_slice *f, uint64_t cost)
     return WASM_TRAP_NONE;
 }
 
+/* Bulk instructions (memory.fill/copy/init, table.fill/copy/init/grow) pay
+ * for their length on top of their block's cost: BULK_BYTES_PER_FUEL bytes
+ * or BULK_ELEMS_PER_FUEL elements per unit, rounded up, charged before the
+ * work is done. A charge of BULK_CHECK units or more always goes through
+ * fuel_refill, so the deadline is checked before any large operation. */
+#define BULK_BYTES_PER_FUEL 64
+#define BULK_ELEMS_PER_FUEL 8
+#define BULK_CHECK 1024
+
+static inline wasm_trap_kind fuel_charge(wasm_store *s, fuel_slice *f, uint64_t cost)
+{
+    if (cost < BULK_CHECK && f->left >= (int64_t)cost) {
+        f->left -= (int64_t)cost;
+        return WASM_TRAP_NONE;
+    }
+    return fuel_refill(s, f, cost);
+}
+
 static int call_host(wasm_func *f, wasm_memory *memory, uint64_t *slots, wasm_trap *trap)
 {
     wasm_value args_inline[HOST_INLINE_VALUES], results_inline[HOST_INLINE_VALUES];
@@ -383,6 +401,14 @@ interpret(wasm_store *s, const wasm_code_func *fn, wasm_instance *inst, uint64_t
 #define SLOT_A(cell) fp[pc[cell].pair.a]
 #define SLOT_B(cell) fp[pc[cell].pair.b]
 #define SLOT(cell) fp[pc[cell].u64]
+/* Charges a bulk instruction of n units for its length. */
+#define BULK_CHARGE(n, per_fuel)                                                                \
+    do {                                                                                        \
+        if ((n) != 0 &&                                                                         \
+            (kind = fuel_charge(s, &fuel, ((uint64_t)(n) + (per_fuel) - 1) / (per_fuel))) !=    \
+                WASM_TRAP_NONE)                                                                 \
+            goto trapped;                                                                       \
+    } while (0)
 
     if ((kind = fuel_refill(s, &fuel, 0)) != WASM_TRAP_NONE)
         goto trapped;
@@ -582,7 +608,14 @@ L_TABLE_SIZE: {
 L_TABLE_GROW: {
     uint64_t *sp = fp + pc[1].u64;
     uint32_t n = (uint32_t)sp[-1];
-    int64_t old = wasm_table_grow(inst->tables[pc[2].u64], n, sp[-2]);
+    wasm_table *t = inst->tables[pc[2].u64];
+    int64_t old = -1;
+    if (wasm_table_can_grow(s, t, n)) {
+        if ((kind = fuel_charge(s, &fuel, ((uint64_t)n + BULK_ELEMS_PER_FUEL - 1) /
+                                              BULK_ELEMS_PER_FUEL)) != WASM_TRAP_NONE)
+            goto trapped;
+        old = wasm_table_grow(s, t, n, sp[-2]);
+    }
     sp[-2] = (uint32_t)(int32_t)old;
     NEXT(3);
 }
@@ -594,6 +627,7 @@ L_TABLE_FILL: {
     uint32_t i = (uint32_t)sp[-3];
     if ((uint64_t)i + n > t->size)
         TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
+    BULK_CHARGE(n, BULK_ELEMS_PER_FUEL);
     for (uint32_t k = 0; k < n; k++)
         t->elems[i + k] = value;
     NEXT(3);
@@ -605,6 +639,7 @@ L_TABLE_COPY: {
     uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
     if ((uint64_t)si + n > src->size || (uint64_t)di + n > dst->size)
         TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
+    BULK_CHARGE(n, BULK_ELEMS_PER_FUEL);
     if (n)
         memmove(dst->elems + di, src->elems + si, (size_t)n * sizeof *dst->elems);
     NEXT(3);
@@ -616,6 +651,7 @@ L_TABLE_INIT: {
     uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
     if ((uint64_t)si + n > seg->size || (uint64_t)di + n > t->size)
         TRAP(WASM_TRAP_TABLE_OUT_OF_BOUNDS);
+    BULK_CHARGE(n, BULK_ELEMS_PER_FUEL);
     if (n)
         memcpy(t->elems + di, seg->refs + si, (size_t)n * sizeof *t->elems);
     NEXT(3);
@@ -677,6 +713,7 @@ L_MEMORY_INIT: {
     uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
     if ((uint64_t)si + n > seg->size || (uint64_t)di + n > mem_size)
         TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
+    BULK_CHARGE(n, BULK_BYTES_PER_FUEL);
     if (n)
         memcpy(mem + di, seg->bytes + si, n);
     NEXT(3);
@@ -689,6 +726,7 @@ L_MEMORY_COPY: {
     uint32_t n = (uint32_t)sp[-1], si = (uint32_t)sp[-2], di = (uint32_t)sp[-3];
     if ((uint64_t)si + n > mem_size || (uint64_t)di + n > mem_size)
         TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
+    BULK_CHARGE(n, BULK_BYTES_PER_FUEL);
     if (n)
         memmove(mem + di, mem + si, n);
     NEXT(2);
@@ -699,6 +737,7 @@ L_MEMORY_FILL: {
     uint8_t value = (uint8_t)sp[-2];
     if ((uint64_t)di + n > mem_size)
         TRAP(WASM_TRAP_MEMORY_OUT_OF_BOUNDS);
+    BULK_CHARGE(n, BULK_BYTES_PER_FUEL);
     if (n)
         memset(mem + di, value, n);
     NEXT(2);
@@ -976,6 +1015,7 @@ trapped_keep_message:
 #undef SLOT_A
 #undef SLOT_B
 #undef SLOT
+#undef BULK_CHARGE
 #undef CHECK_ZERO
 #undef DIVIDE
 #undef FUSED
@@ -994,7 +1034,7 @@ const void *const *wasm_exec_handlers(void)
     return handlers;
 }
 
-int wasm_exec_call(wasm_store *s, wasm_func *f, wasm_trap *trap)
+static int exec_call(wasm_store *s, wasm_func *f, wasm_trap *trap)
 {
     uint64_t *base = s->stack + s->stack_used;
     if (!f->code) {
@@ -1008,4 +1048,19 @@ int wasm_exec_call(wasm_store *s, wasm_func *f, wasm_trap *trap)
         return call_host(f, NULL, base, trap);
     }
     return interpret(s, f->code, f->inst, base, trap, NULL);
+}
+
+int wasm_exec_call(wasm_store *s, wasm_func *f, wasm_trap *trap)
+{
+    /* A host function calling back into wasm nests interpret() in C; bound
+     * the nesting before it can exhaust the C stack. */
+    if (s->activations >= WASM_MAX_ACTIVATIONS) {
+        wasm_trap_set(trap, WASM_TRAP_CALL_STACK_EXHAUSTED,
+                      wasm_trap_message(WASM_TRAP_CALL_STACK_EXHAUSTED));
+        return -1;
+    }
+    s->activations++;
+    int rc = exec_call(s, f, trap);
+    s->activations--;
+    return rc;
 }

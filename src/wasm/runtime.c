@@ -337,6 +337,12 @@ static wasm_table *table_create(wasm_store *s, wasm_valtype type, wasm_limits_de
                      s->limits.max_table_elements);
         return NULL;
     }
+    if (limits.min > s->limits.max_table_elements - s->table_elements) {
+        cx_error_set(err, CX_ELIMIT,
+                     "table of %u elements refused: the store's tables would exceed %u elements",
+                     limits.min, s->limits.max_table_elements);
+        return NULL;
+    }
     wasm_table *t = calloc(1, sizeof *t);
     uint64_t *elems = calloc(limits.min ? limits.min : 1, sizeof *elems);
     if (!t || !elems || !store_add(s, WASM_EXTERN_TABLE, t)) {
@@ -351,6 +357,7 @@ static wasm_table *table_create(wasm_store *s, wasm_valtype type, wasm_limits_de
     t->max = limits.has_max ? limits.max : UINT32_MAX;
     t->limit = s->limits.max_table_elements;
     t->elems = elems;
+    s->table_elements += limits.min;
     return t;
 }
 
@@ -364,11 +371,18 @@ wasm_table *wasm_table_new(wasm_store *s, wasm_valtype type, wasm_limits_decl li
     return table_create(s, type, limits, err);
 }
 
-int64_t wasm_table_grow(wasm_table *t, uint32_t delta, uint64_t init)
+bool wasm_table_can_grow(const wasm_store *s, const wasm_table *t, uint32_t delta)
+{
+    uint64_t size = (uint64_t)t->size + delta;
+    return size <= t->max && size <= t->limit && size <= UINT32_MAX &&
+           s->table_elements + delta <= s->limits.max_table_elements;
+}
+
+int64_t wasm_table_grow(wasm_store *s, wasm_table *t, uint32_t delta, uint64_t init)
 {
     uint64_t old = t->size;
     uint64_t size = old + delta;
-    if (size > t->max || size > t->limit || size > UINT32_MAX)
+    if (!wasm_table_can_grow(s, t, delta))
         return -1;
     if (delta == 0)
         return (int64_t)old;
@@ -379,6 +393,7 @@ int64_t wasm_table_grow(wasm_table *t, uint32_t delta, uint64_t init)
         elems[i] = init;
     t->elems = elems;
     t->size = (uint32_t)size;
+    s->table_elements += delta;
     return (int64_t)old;
 }
 

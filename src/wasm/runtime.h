@@ -97,6 +97,8 @@ struct wasm_store {
     size_t stack_used; /* slots in use by active calls */
     wasm_frame *frames;
     uint32_t depth;    /* active wasm frames */
+    uint32_t activations; /* nested wasm_exec_call (host -> wasm re-entry) */
+    uint64_t table_elements; /* of all tables, within limits.max_table_elements */
     wasm_object *objects;
     size_t object_count, object_cap;
 };
@@ -116,8 +118,14 @@ int wasm_exec_call(wasm_store *s, wasm_func *f, wasm_trap *trap);
 
 /* memory.grow: the old size in pages, or -1. */
 int64_t wasm_memory_grow(wasm_memory *m, uint32_t delta);
+/* Nested activations of the interpreter a store allows: a host function
+ * that calls back into wasm nests C frames, so this bounds the C stack. */
+#define WASM_MAX_ACTIVATIONS 128
+
+/* Whether table.grow by delta fits t's maximum and the store's budget. */
+bool wasm_table_can_grow(const wasm_store *s, const wasm_table *t, uint32_t delta);
 /* table.grow: the old size, or -1. */
-int64_t wasm_table_grow(wasm_table *t, uint32_t delta, uint64_t init);
+int64_t wasm_table_grow(wasm_store *s, wasm_table *t, uint32_t delta, uint64_t init);
 
 void wasm_trap_set(wasm_trap *trap, wasm_trap_kind kind, const char *message);
 

@@ -86,7 +86,10 @@ wasm_features wasm_features_1_0(void);
  * engine default (noted). */
 typedef struct wasm_limits {
     uint32_t max_memory_pages;   /* per memory; default 65536 (4 GiB) */
-    uint32_t max_table_elements; /* per table; default 10,000,000 */
+    uint32_t max_table_elements; /* of all the store's tables together (each
+                                  * table's size counts; table creation past it
+                                  * is refused, table.grow returns -1);
+                                  * default 10,000,000 */
     uint32_t max_call_depth;     /* default 10,000 frames */
     uint32_t max_stack_values;   /* operand stack + locals; default 1,048,576 */
 } wasm_limits;

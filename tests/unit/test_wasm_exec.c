@@ -665,6 +665,97 @@ static void test_deadline_stops_infinite_loop(void **state)
     unload(&fx);
 }
 
+/* Bulk instructions pay for their length, before doing the work, and large
+ * ones check the deadline. */
+static const char *BULK_WAT =
+    "(module (memory 1) (table $t 1000000 externref)\n"
+    " (func (export \"fill\") (param i32) (memory.fill (i32.const 0) (i32.const 7) (local.get 0)))\n"
+    " (func (export \"load\") (param i32) (result i32) (i32.load8_u (local.get 0)))\n"
+    " (func (export \"zero\") (memory.fill (i32.const 0) (i32.const 0) (i32.const 65536)))\n"
+    " (func (export \"tfill\") (param i32) (table.fill $t (i32.const 0) (ref.null extern) (local.get 0)))\n"
+    " (func (export \"grow\") (param i32) (result i32) (table.grow $t (ref.null extern) (local.get 0)))\n"
+    " (func (export \"tfill_forever\")\n"
+    "   (loop $l (table.fill $t (i32.const 0) (ref.null extern) (i32.const 1000000)) (br $l))))\n";
+
+static void test_bulk_fuel_and_deadline(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_WABT();
+    fixture fx;
+    load(&fx, BULK_WAT);
+    wasm_value r;
+    wasm_trap trap;
+    uint64_t base[2], full[2], table[2];
+    for (int i = 0; i < 2; i++) {
+        wasm_store_set_fuel(fx.store, 10000000);
+        assert_int_equal(invoke(&fx, "fill", &r, 0, &trap, 1, i32v(0)), 0);
+        base[i] = wasm_store_fuel_used(fx.store);
+        wasm_store_set_fuel(fx.store, 10000000);
+        assert_int_equal(invoke(&fx, "fill", &r, 0, &trap, 1, i32v(65536)), 0);
+        full[i] = wasm_store_fuel_used(fx.store);
+        wasm_store_set_fuel(fx.store, 10000000);
+        assert_int_equal(invoke(&fx, "tfill", &r, 0, &trap, 1, i32v(800)), 0);
+        table[i] = wasm_store_fuel_used(fx.store);
+    }
+    assert_int_equal(full[0], full[1]);
+    assert_int_equal(table[0], table[1]);
+    assert_int_equal(full[0] - base[0], 65536 / 64);
+    assert_int_equal(table[0] - base[0], 800 / 8);
+    assert_int_equal(call_i32(&fx, "load", 1, i32v(65535)), 7);
+
+    /* Too little fuel for the length: the trap comes before any write. */
+    assert_int_equal(invoke(&fx, "zero", &r, 0, &trap, 0), 0);
+    wasm_store_set_fuel(fx.store, 500);
+    expect_trap(&fx, "fill", "fuel exhausted", 1, i32v(65536));
+    assert_true(wasm_store_fuel_used(fx.store) <= 500);
+    wasm_store_set_fuel(fx.store, 0);
+    assert_int_equal(call_i32(&fx, "load", 1, i32v(0)), 0);
+
+    /* table.grow pays for the elements it fills; a refused grow does not. */
+    wasm_store_set_fuel(fx.store, 1000);
+    expect_trap(&fx, "grow", "fuel exhausted", 1, i32v(80000));
+    wasm_store_set_fuel(fx.store, 1000);
+    assert_int_equal(call_i32(&fx, "grow", 1, i32v(0xffffffffu)), 0xffffffffu);
+
+    /* A loop of large fills stops at the deadline. */
+    wasm_store_set_fuel(fx.store, 0);
+    uint64_t start = time_monotonic_ns();
+    wasm_store_set_deadline(fx.store, start + 50 * 1000000ull);
+    assert_int_equal(wasm_call(fx.store, export_func(&fx, "tfill_forever"), NULL, 0, NULL, 0, &trap),
+                     -1);
+    assert_int_equal(trap.kind, WASM_TRAP_DEADLINE_EXCEEDED);
+    assert_true(time_monotonic_ns() - start < 2000 * 1000000ull);
+    unload(&fx);
+}
+
+/* max_table_elements bounds all of a store's tables together. */
+static void test_table_budget(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_WABT();
+    wasm_limits limits = {.max_table_elements = 100};
+    wasm_module *m = compile_wat("(module (table 60 funcref) (table 60 funcref))");
+    wasm_store *s = wasm_store_new(&limits);
+    wasm_trap trap;
+    cx_error err = {0};
+    assert_null(wasm_instantiate(s, m, NULL, 0, &trap, &err));
+    assert_int_equal(err.code, CX_ELIMIT);
+    wasm_store_free(s);
+    wasm_module_unref(m);
+
+    fixture fx;
+    load_with(&fx,
+              "(module (table $a 50 externref) (table $b 0 externref)\n"
+              " (func (export \"grow\") (param i32) (result i32)\n"
+              "   (table.grow $b (ref.null extern) (local.get 0))))\n",
+              &limits, NULL, 0);
+    assert_int_equal(call_i32(&fx, "grow", 1, i32v(40)), 0);
+    assert_int_equal(call_i32(&fx, "grow", 1, i32v(11)), 0xffffffffu);
+    assert_int_equal(call_i32(&fx, "grow", 1, i32v(10)), 40);
+    assert_int_equal(call_i32(&fx, "grow", 1, i32v(1)), 0xffffffffu);
+    unload(&fx);
+}
+
 /* ---- host functions, linking, instantiation ------------------------------------------- */
 
 static int host_add(void *env, wasm_memory *memory, const wasm_value *args, wasm_value *results,
@@ -732,6 +823,54 @@ static void test_host_functions(void **state)
     assert_int_equal(call_i32(&fx, "f", 1, i32v(5)), 57);
     assert_int_equal(calls, 1);
     expect_trap(&fx, "g", "refused by host", 0);
+    unload(&fx);
+}
+
+/* A host function that calls back into wasm, which calls it again. */
+typedef struct reentry {
+    wasm_store *store;
+    wasm_func *f;
+    int calls;
+} reentry;
+
+static int host_reenter(void *env, wasm_memory *memory, const wasm_value *args,
+                        wasm_value *results, wasm_trap *trap)
+{
+    (void)memory, (void)results;
+    reentry *r = env;
+    r->calls++;
+    wasm_value a = i32v(args[0].of.i32 + 1);
+    return wasm_call(r->store, r->f, &a, 1, NULL, 0, trap);
+}
+
+static void test_host_reentry_is_bounded(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_WABT();
+    static const wasm_valtype params[] = {WASM_I32};
+    wasm_functype type = {1, 0, params, NULL};
+    wasm_store *store = wasm_store_new(NULL);
+    reentry r = {.store = store};
+    wasm_extern imports[1] = {
+        {.kind = WASM_EXTERN_FUNC, .of.func = wasm_func_new_host(store, &type, host_reenter, &r)},
+    };
+    fixture fx = {.store = store};
+    fx.module = compile_wat("(module\n"
+                            " (import \"env\" \"cb\" (func $cb (param i32)))\n"
+                            " (func (export \"f\") (param i32) (call $cb (local.get 0)))\n"
+                            " (func (export \"one\") (result i32) (i32.const 1)))\n");
+    cx_error err = {0};
+    wasm_trap trap;
+    fx.inst = wasm_instantiate(store, fx.module, imports, 1, &trap, &err);
+    assert_non_null(fx.inst);
+    r.f = export_func(&fx, "f");
+    wasm_value a = i32v(0);
+    assert_int_equal(wasm_call(store, r.f, &a, 1, NULL, 0, &trap), -1);
+    assert_int_equal(trap.kind, WASM_TRAP_CALL_STACK_EXHAUSTED);
+    assert_string_equal(trap.message, "call stack exhausted");
+    assert_true(r.calls > 10 && r.calls <= 1000);
+    /* The store is usable afterwards. */
+    assert_int_equal(call_i32(&fx, "one", 0), 1);
     unload(&fx);
 }
 
@@ -813,6 +952,9 @@ int main(void)
         cmocka_unit_test(test_fuel_is_deterministic),
         cmocka_unit_test(test_deadline_stops_infinite_loop),
         cmocka_unit_test(test_host_functions),
+        cmocka_unit_test(test_host_reentry_is_bounded),
+        cmocka_unit_test(test_bulk_fuel_and_deadline),
+        cmocka_unit_test(test_table_budget),
         cmocka_unit_test(test_start_trap_keeps_segments),
         cmocka_unit_test(test_globals),
     };

@@ -19,7 +19,9 @@
  * immediate for the second operand of a binary instruction). Pending
  * entries are copied to their own slots ("materialized") before anything
  * overwrites the local they name, at every label, branch and call, and
- * when more than LAZY_WINDOW of them pile up (which bounds the scans).
+ * when more than LAZY_WINDOW of them pile up. All pending entries lie in
+ * the window [lazy_floor, lazy_top), never wider than LAZY_WINDOW, which
+ * bounds the scans for them.
  * An instruction whose result goes straight into local.set/tee writes the
  * local directly, and an i32 comparison followed by br_if or if becomes one
  * fused branch. Fuel still charges one unit per wasm instruction that the
@@ -33,6 +35,7 @@
 enum ctrl_kind { CTRL_FUNC, CTRL_BLOCK, CTRL_LOOP, CTRL_IF };
 
 #define NO_CELL SIZE_MAX
+#define NO_FIXUP SIZE_MAX
 #define LAZY_WINDOW 32
 
 enum operand_kind { OPERAND_SLOT, OPERAND_LOCAL, OPERAND_CONST };
@@ -61,11 +64,12 @@ typedef struct ctrl_frame {
     uint32_t params, results;
     size_t start;      /* loop: the header's cell */
     size_t else_fixup; /* if: the BR_UNLESS target cell until else/end */
+    size_t fixups;     /* its first pending fixup, NO_FIXUP when none */
 } ctrl_frame;
 
 typedef struct fixup {
     size_t cell;    /* a target cell waiting for its label */
-    size_t frame;   /* index of the control frame it targets */
+    size_t next;    /* the frame's next pending fixup, or NO_FIXUP */
 } fixup;
 
 typedef struct compiler {
@@ -82,11 +86,13 @@ typedef struct compiler {
     size_t target_count, target_cap;
     fixup *fixups;
     size_t fixup_count, fixup_cap;
+    size_t fixups_pending; /* added but not yet resolved */
     ctrl_frame *ctrl;
     size_t ctrl_count, ctrl_cap;
     operand *operands; /* indexed by height */
     size_t operand_cap;
     uint32_t lazy_floor; /* every operand below it is in its own slot */
+    uint32_t lazy_top;   /* so is every operand from this height up */
     producer last;
 
     uint32_t locals; /* params + declared locals */
@@ -181,7 +187,10 @@ static void add_fixup(compiler *c, size_t cell, size_t frame)
         fail(c, CX_ENOMEM, "out of memory");
         return;
     }
-    c->fixups[c->fixup_count++] = (fixup){cell, frame};
+    ctrl_frame *f = &c->ctrl[frame];
+    c->fixups[c->fixup_count] = (fixup){cell, f->fixups};
+    f->fixups = c->fixup_count++;
+    c->fixups_pending++;
 }
 
 /* Points every pending branch to `frame` at `label`. */
@@ -189,14 +198,14 @@ static void resolve_fixups(compiler *c, size_t frame, size_t label)
 {
     if (c->failed)
         return;
-    size_t kept = 0;
-    for (size_t i = 0; i < c->fixup_count; i++) {
-        if (c->fixups[i].frame == frame)
-            c->code[c->fixups[i].cell].u64 = label;
-        else
-            c->fixups[kept++] = c->fixups[i];
+    ctrl_frame *f = &c->ctrl[frame];
+    for (size_t i = f->fixups; i != NO_FIXUP; i = c->fixups[i].next) {
+        c->code[c->fixups[i].cell].u64 = label;
+        c->fixups_pending--;
     }
-    c->fixup_count = kept;
+    f->fixups = NO_FIXUP;
+    if (c->fixups_pending == 0)
+        c->fixup_count = 0; /* reuse the array */
 }
 
 static void close_block(compiler *c)
@@ -231,6 +240,8 @@ static void lower_height(compiler *c, uint32_t height)
     c->height = height;
     if (c->lazy_floor > height)
         c->lazy_floor = height;
+    if (c->lazy_top > height)
+        c->lazy_top = height;
 }
 
 static bool pop(compiler *c, uint32_t n)
@@ -275,9 +286,9 @@ static void materialize(compiler *c, uint32_t height)
 
 static void materialize_all(compiler *c)
 {
-    for (uint32_t h = c->lazy_floor; h < c->height; h++)
+    for (uint32_t h = c->lazy_floor; h < c->lazy_top; h++)
         materialize(c, h);
-    c->lazy_floor = c->height;
+    c->lazy_floor = c->lazy_top = c->height;
 }
 
 /* Pushes a local or constant without emitting code. */
@@ -286,8 +297,10 @@ static void push_lazy(compiler *c, enum operand_kind kind, uint64_t value)
     if (c->height - c->lazy_floor >= LAZY_WINDOW)
         materialize_all(c);
     push(c, 1);
-    if (!c->failed)
+    if (!c->failed) {
         c->operands[c->height - 1] = (operand){kind, value};
+        c->lazy_top = c->height;
+    }
 }
 
 /* The slot to read the (popped) operand at `height` from; a constant is
@@ -320,7 +333,7 @@ static bool retarget_to_local(compiler *c, uint32_t local)
     if (c->last.start == NO_CELL || c->last.height != c->height ||
         c->operands[c->height].kind != OPERAND_SLOT)
         return false;
-    for (uint32_t h = c->lazy_floor; h < c->height; h++)
+    for (uint32_t h = c->lazy_floor; h < c->lazy_top; h++)
         if (c->operands[h].kind == OPERAND_LOCAL && c->operands[h].value == local)
             return false;
     wasm_cell *dst = &c->code[c->last.dst_cell];
@@ -335,7 +348,7 @@ static bool retarget_to_local(compiler *c, uint32_t local)
 /* Before `local` is written: copies pending reads of it to their slots. */
 static void materialize_reads_of(compiler *c, uint32_t local)
 {
-    for (uint32_t h = c->lazy_floor; h < c->height; h++)
+    for (uint32_t h = c->lazy_floor; h < c->lazy_top; h++)
         if (c->operands[h].kind == OPERAND_LOCAL && c->operands[h].value == local)
             materialize(c, h);
 }
@@ -357,6 +370,7 @@ static void push_ctrl(compiler *c, enum ctrl_kind kind, bool dead, uint32_t para
     f->height = dead ? c->height : c->height - params;
     f->start = NO_CELL;
     f->else_fixup = NO_CELL;
+    f->fixups = NO_FIXUP;
 }
 
 static int read_blocktype(compiler *c, wasm_reader *r, uint32_t *params, uint32_t *results)
@@ -835,8 +849,11 @@ static void compile_local_write(compiler *c, uint32_t local, bool tee)
         emit_op(c, WASM_OP_COPY);
         emit_pair(c, o.kind == OPERAND_LOCAL ? (uint32_t)o.value : slot_of(c, h), local);
     }
-    if (tee)
+    if (tee) {
         c->height++; /* the operand stays what it was */
+        if (o.kind != OPERAND_SLOT)
+            c->lazy_top = c->height; /* lower_height had dropped it */
+    }
 }
 
 /* One instruction. Returns 1 at the end of the function. */
@@ -1119,8 +1136,9 @@ static int compile_function(compiler *c, uint32_t index, wasm_code_func *out)
     const wasm_functype_def *type = wasm_func_type_def(def, index);
 
     c->len = c->origin_count = c->target_count = c->fixup_count = c->ctrl_count = 0;
+    c->fixups_pending = 0;
     c->height = c->max_height = 0;
-    c->lazy_floor = 0;
+    c->lazy_floor = c->lazy_top = 0;
     c->last.start = NO_CELL;
     c->fuel_cell = NO_CELL;
     c->fuel_count = 0;
@@ -1141,7 +1159,7 @@ static int compile_function(compiler *c, uint32_t index, wasm_code_func *out)
     }
     if (rc < 0 || c->failed)
         return rc < 0 ? rc : CX_EINVAL;
-    if (c->ctrl_count != 0 || c->fixup_count != 0)
+    if (c->ctrl_count != 0 || c->fixups_pending != 0)
         return fail(c, CX_EINVAL, "unbalanced control at end of function");
 
     out->func_index = index;

@@ -216,6 +216,10 @@ int cli_report_http_error(const client *c, const client_response *resp);
 int cli_call(client *c, const char *method, const char *path, const json_t *body,
              client_response *resp);
 
+/* Prints a command's result document: as JSON with --output json, else with
+ * print_table. Takes ownership of doc. */
+void cli_emit(const cli_invocation *inv, json_t *doc, void (*print_table)(const json_t *doc));
+
 /* Prints config_load problems as "caxton: <line>" on stderr. */
 void cli_print_config_errors(const config_diag *diag, const cx_error *err);
 

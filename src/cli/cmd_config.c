@@ -116,11 +116,7 @@ static int show_offline(const cli_invocation *inv)
         fprintf(stderr, "caxton: out of memory\n");
         return CLI_EXIT_PROBLEM;
     }
-    if (inv->output == CLI_OUTPUT_JSON)
-        output_json(stdout, doc);
-    else
-        print_effective(doc);
-    json_decref(doc);
+    cli_emit(inv, doc, print_effective);
     return CLI_EXIT_OK;
 }
 

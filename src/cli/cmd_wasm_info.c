@@ -525,11 +525,7 @@ int cmd_wasm_analyze_requirements(const cli_invocation *inv)
         fprintf(stderr, "caxton: out of memory\n");
         return CLI_EXIT_PROBLEM;
     }
-    if (inv->output == CLI_OUTPUT_JSON)
-        output_json(stdout, doc);
-    else
-        print_requirements(doc);
-    json_decref(doc);
+    cli_emit(inv, doc, print_requirements);
     return CLI_EXIT_OK;
 }
 
@@ -757,11 +753,7 @@ int cmd_wasm_compatibility_check(const cli_invocation *inv)
     if (cli_flag_set(inv, "runtime-version"))
         json_object_set_new(doc, "runtime", runtime_json());
     bool ok = json_array_size(json_object_get(doc, "compatible_policies")) > 0;
-    if (inv->output == CLI_OUTPUT_JSON)
-        output_json(stdout, doc);
-    else
-        print_compatibility(doc);
-    json_decref(doc);
+    cli_emit(inv, doc, print_compatibility);
     return ok ? CLI_EXIT_OK : CLI_EXIT_PROBLEM;
 }
 
@@ -1099,10 +1091,6 @@ int cmd_wasm_diff(const cli_invocation *inv)
                 !pair_differs(json_object_get(fn, "imported")) &&
                 !pair_differs(json_object_get(fn, "code_size"));
     json_object_set_new(doc, "identical", json_boolean(identical));
-    if (inv->output == CLI_OUTPUT_JSON)
-        output_json(stdout, doc);
-    else
-        print_diff(doc);
-    json_decref(doc);
+    cli_emit(inv, doc, print_diff);
     return CLI_EXIT_OK;
 }

@@ -1,5 +1,6 @@
 /* Tables and JSON for the command line's output (see output.h). */
 #include "cli/output.h"
+#include "cli/cli_internal.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -195,4 +196,13 @@ void output_format_uptime(double seconds, char *buf, size_t size)
         snprintf(buf, size, "%llum %llus", m, sec);
     else
         snprintf(buf, size, "%llus", sec);
+}
+
+void cli_emit(const cli_invocation *inv, json_t *doc, void (*print_table)(const json_t *doc))
+{
+    if (inv->output == CLI_OUTPUT_JSON)
+        output_json(stdout, doc);
+    else
+        print_table(doc);
+    json_decref(doc);
 }

@@ -117,8 +117,12 @@ class Server:
         with open(os.path.join(self.data_dir, "tokens", "admin.token")) as f:
             return f.read().strip()
 
+    def connection(self, timeout):
+        """A client connection to the API (TLS servers override it)."""
+        return http.client.HTTPConnection(self.host.strip("[]"), self.port, timeout=timeout)
+
     def request(self, method, path, body=None, headers=None, token=None, timeout=10):
-        conn = http.client.HTTPConnection(self.host.strip("[]"), self.port, timeout=timeout)
+        conn = self.connection(timeout)
         hdrs = dict(headers or {})
         if token:
             hdrs["Authorization"] = f"Bearer {token}"

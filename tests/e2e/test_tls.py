@@ -20,7 +20,7 @@ import warnings
 
 import pytest
 
-from conftest import SANITIZER_MARKS, Response, Server, run_cli
+from conftest import SANITIZER_MARKS, Server, run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="the openssl command is needed to make certificates")
@@ -69,23 +69,9 @@ class TlsServer(Server):
     def context(self):
         return ssl.create_default_context(cafile=self.cafile)
 
-    def request(self, method, path, body=None, headers=None, token=None, timeout=10):
-        conn = http.client.HTTPSConnection(self.host.strip("[]"), self.port, timeout=timeout,
+    def connection(self, timeout):
+        return http.client.HTTPSConnection(self.host.strip("[]"), self.port, timeout=timeout,
                                            context=self.context())
-        hdrs = dict(headers or {})
-        if token:
-            hdrs["Authorization"] = f"Bearer {token}"
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body)
-            hdrs.setdefault("Content-Type", "application/json")
-        if isinstance(body, str):
-            body = body.encode()
-        try:
-            conn.request(method, path, body=body, headers=hdrs)
-            r = conn.getresponse()
-            return Response(r.status, r.getheaders(), r.read())
-        finally:
-            conn.close()
 
 
 def stop_and_check(servers):

@@ -73,6 +73,7 @@ fuzz-wasm: deps-test
 
 bench: deps-bench build
 	bench/run.sh $(BUILD)/caxton
+	/usr/bin/python3 bench/agents_bench.py $(BUILD)/caxton
 
 # WebAssembly engine: the same C programs natively, in Caxton and in wabt.
 bench-wasm: deps-bench build

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agents/registry.h"
 #include "api/routes.h"
+#include "messaging/router.h"
 #include "obs/metrics.h"
 #include "server/health.h"
 
@@ -69,6 +71,23 @@ void api_status(http_request *req, http_response *res)
         "connections",
         (json_int_t)metrics_http_connections(), "requests_total",
         (json_int_t)metrics_http_requests_total());
+    size_t states[AGENT_FAILED + 1];
+    registry_state_counts(a->agents, states);
+    json_object_set_new(counts, "agents",
+                        json_pack("{s:I, s:I, s:I, s:I}", "total",
+                                  (json_int_t)registry_count(a->agents), "active",
+                                  (json_int_t)states[AGENT_ACTIVE], "suspended",
+                                  (json_int_t)states[AGENT_SUSPENDED], "failed",
+                                  (json_int_t)states[AGENT_FAILED]));
+    router_stats rs = {0};
+    if (a->router)
+        router_get_stats(a->router, &rs);
+    json_object_set_new(
+        counts, "messages",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "accepted", (json_int_t)rs.accepted,
+                  "replied", (json_int_t)rs.replied, "failed", (json_int_t)rs.failed,
+                  "dead_lettered", (json_int_t)rs.dead_lettered, "journal_pending",
+                  (json_int_t)rs.journal_pending, "waiting", (json_int_t)rs.waiting));
     json_t *body = json_pack("{s:s, s:o, s:o, s:o}", "status", health_overall_name(overall),
                              "server", server, "components", components, "counts", counts);
     json_object_set_new(body, "production_checks",

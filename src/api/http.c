@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,7 @@ typedef struct request_ctx {
     bool body_too_big;
     bool answered;   /* res is filled in */
     bool dispatched; /* waiting for the loop */
+    bool deferred;   /* the handler answers later (http_defer) */
     char *path_copy;
 } request_ctx;
 
@@ -144,6 +146,19 @@ void http_reply_internal(http_response *res, const http_request *req, const cx_e
     http_reply_error(res, req, 500, CX_EINTERNAL, NULL, NULL,
                      "internal error; the server log has the details under request id %s",
                      req->request_id);
+}
+
+bool http_time_arg(const char *text, uint64_t *out_ms)
+{
+    if (time_parse_rfc3339(text, out_ms))
+        return true;
+    char *end;
+    errno = 0;
+    unsigned long long ms = strtoull(text, &end, 10);
+    if (errno || *end || end == text || text[0] == '-')
+        return false;
+    *out_ms = ms;
+    return true;
 }
 
 const char *http_query(const http_request *req, const char *name)
@@ -413,6 +428,33 @@ static void run_on_loop(void *arg)
 {
     request_ctx *ctx = arg;
     ctx->route->handler(&ctx->req, &ctx->res);
+    if (ctx->deferred)
+        return;
+    ctx->answered = true;
+    MHD_resume_connection(ctx->conn);
+}
+
+/* The handle is the request's context, found from the request it holds. */
+http_pending *http_defer(http_request *req)
+{
+    request_ctx *ctx = (request_ctx *)((char *)req - offsetof(request_ctx, req));
+    ctx->deferred = true;
+    return (http_pending *)ctx;
+}
+
+http_request *http_pending_request(http_pending *p)
+{
+    return &((request_ctx *)p)->req;
+}
+
+http_response *http_pending_response(http_pending *p)
+{
+    return &((request_ctx *)p)->res;
+}
+
+void http_pending_finish(http_pending *p)
+{
+    request_ctx *ctx = (request_ctx *)p;
     ctx->answered = true;
     MHD_resume_connection(ctx->conn);
 }

@@ -62,9 +62,24 @@ void http_reply_error(http_response *res, const http_request *req, unsigned stat
 void http_reply_internal(http_response *res, const http_request *req, const cx_error *err);
 /* A query argument or NULL. */
 const char *http_query(const http_request *req, const char *name);
+/* A time in a query (since=, until=): RFC 3339 or epoch milliseconds. */
+bool http_time_arg(const char *text, uint64_t *out_ms);
 /* limit (default 50, 1..500) and cursor; 0 or CX_EINVAL (reply already set). */
 int http_page_args(const http_request *req, http_response *res, size_t *limit,
                    const char **cursor);
+
+/* An answer that comes later. A ROUTE_LOOP handler that cannot answer yet
+ * (it waits for an agent's reply, or for a commit) calls http_defer() and
+ * returns with the response unset; later, on the loop thread, it fills
+ * http_pending_response() and calls http_pending_finish() exactly once. The
+ * connection stays suspended in between, costing no thread. Whoever holds a
+ * pending answer must finish it before the server stops (the router answers
+ * its waiters 503 at shutdown). */
+typedef struct http_pending http_pending;
+http_pending *http_defer(http_request *req);
+http_request *http_pending_request(http_pending *p);
+http_response *http_pending_response(http_pending *p);
+void http_pending_finish(http_pending *p);
 
 typedef struct http_server http_server;
 

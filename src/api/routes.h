@@ -49,5 +49,33 @@ void api_config_effective(http_request *req, http_response *res);
 void api_tokens_list(http_request *req, http_response *res);
 void api_tokens_create(http_request *req, http_response *res);
 void api_tokens_revoke(http_request *req, http_response *res);
+/* api_agents.c */
+void api_agents_list(http_request *req, http_response *res);
+void api_agents_get(http_request *req, http_response *res);
+void api_agents_create(http_request *req, http_response *res);
+void api_agents_update(http_request *req, http_response *res);
+void api_agents_delete(http_request *req, http_response *res);
+void api_agents_reload(http_request *req, http_response *res);
+void api_agents_reload_status(http_request *req, http_response *res);
+void api_agents_suspend(http_request *req, http_response *res);
+void api_agents_resume(http_request *req, http_response *res);
+void api_agents_scale(http_request *req, http_response *res);
+void api_agents_logs(http_request *req, http_response *res);
+void api_agents_health_summary(http_request *req, http_response *res);
+void api_agents_validate(http_request *req, http_response *res);
+void api_agents_queue(http_request *req, http_response *res);
+void api_agents_drain(http_request *req, http_response *res);
+void api_agents_conflicts(http_request *req, http_response *res);
+void api_capabilities_list(http_request *req, http_response *res);
+void api_capabilities_conflicts(http_request *req, http_response *res);
+/* api_messages.c */
+void api_messages_send(http_request *req, http_response *res);
+void api_conversations_list(http_request *req, http_response *res);
+void api_conversations_get(http_request *req, http_response *res);
+void api_conversations_messages(http_request *req, http_response *res);
+void api_dead_letters_list(http_request *req, http_response *res);
+void api_dead_letters_requeue(http_request *req, http_response *res);
+void api_dead_letters_delete(http_request *req, http_response *res);
+void api_config_audit_log(http_request *req, http_response *res);
 
 #endif

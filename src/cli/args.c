@@ -136,6 +136,31 @@ bool cli_flag_set(const cli_invocation *inv, const char *name)
     return cli_flag_value(inv, name) != NULL;
 }
 
+int cli_flag_count(const cli_invocation *inv, const char *name, uint64_t fallback, uint64_t max,
+                   uint64_t *out)
+{
+    const char *text = cli_flag_value(inv, name);
+    *out = fallback;
+    if (!text)
+        return CLI_EXIT_OK;
+    uint64_t value = 0;
+    bool ok = text[0] != '\0';
+    for (const char *p = text; ok && *p; p++) {
+        uint64_t digit = (uint64_t)(*p - '0');
+        ok = *p >= '0' && *p <= '9' && digit <= max && value <= (max - digit) / 10;
+        value = value * 10 + digit;
+    }
+    if (!ok || value == 0 || value > max) {
+        char quoted[64];
+        text_quote(text, quoted, sizeof quoted);
+        fprintf(stderr, "caxton: invalid --%s %s: expected a whole number from 1 to %llu\n",
+                name, quoted, (unsigned long long)max);
+        return CLI_EXIT_USAGE;
+    }
+    *out = value;
+    return CLI_EXIT_OK;
+}
+
 /* ---- Time ----------------------------------------------------------------------------------- */
 
 void cli_sleep_ms(uint64_t ms)

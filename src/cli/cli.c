@@ -92,6 +92,104 @@ static const cli_flag *const wasm_compatibility_flags[] = {&flag_runtime_version
 static const cli_flag *const wasm_run_flags[] = {&flag_invoke, &flag_fuel, &flag_max_memory,
                                                  NULL};
 
+/* Agents, conversations, messages, capabilities. */
+static const char *const agent_state_choices[] = {"loading", "active", "suspended", "reloading",
+                                                  "draining", "stopped", "failed", NULL};
+static const char *const conversation_state_choices[] = {"active", "completed", "timed-out",
+                                                         "cancelled", NULL};
+static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const performative_choices[] = {
+    "request", "inform", "query-if", "query-ref", "propose", "accept-proposal",
+    "reject-proposal", "agree", "refuse", "failure", "not-understood", "cfp", "cancel",
+    "subscribe", "confirm", "disconfirm", NULL};
+
+static const cli_flag flag_agent_state = {"state", CLI_CHOICE, "STATE", agent_state_choices, false,
+                                          "Only agents in this state"};
+static const cli_flag flag_status_detailed = {
+    "detailed", CLI_SWITCH, NULL, NULL, false,
+    "With NAME: also the definition, instances, versions and the last reload's problems"};
+static const cli_flag flag_error_states_only = {
+    "error-states-only", CLI_SWITCH, NULL, NULL, false,
+    "Only agents that failed, are reloading or draining, are suspended with messages queued, "
+    "or whose last reload failed"};
+static const cli_flag flag_critical_only = {"critical-only", CLI_SWITCH, NULL, NULL, false,
+                                            "Only agents whose health is critical"};
+static const cli_flag flag_level = {"level", CLI_CHOICE, "LEVEL", level_choices, false,
+                                    "Only lines at this level or more severe"};
+static const cli_flag flag_logs_limit = {"limit", CLI_TEXT, "N", NULL, false,
+                                         "The last N lines (default 100, at most 10000)"};
+static const cli_flag flag_instances = {
+    "instances", CLI_TEXT, "+N|-N|N", NULL, true,
+    "Add (+1), remove (-1) or set (3) instances; an agent runs 1 to 64"};
+static const cli_flag flag_force = {"force", CLI_SWITCH, NULL, NULL, false,
+                                    "Reload now even if the file has not changed"};
+static const cli_flag flag_fallback_on_error = {
+    "fallback-on-error", CLI_SWITCH, NULL, NULL, false,
+    "If the file is invalid, keep running the last good version (exit 1 with the errors)"};
+static const cli_flag flag_validate_detailed = {"detailed", CLI_SWITCH, NULL, NULL, false,
+                                                "Also print the parsed definition of valid files"};
+static const cli_flag flag_fix_suggestions = {
+    "fix-suggestions", CLI_SWITCH, NULL, NULL, false,
+    "Print the corrected file when the fixes are mechanical (tabs, a misspelt key, a missing "
+    "---, a value out of range)"};
+static const cli_flag flag_failed_only = {"failed-only", CLI_SWITCH, NULL, NULL, false,
+                                          "Print only the files that have errors"};
+static const cli_flag flag_requeue_to = {
+    "requeue-to", CLI_TEXT, "AGENT", NULL, false,
+    "Hand the queued messages to this agent (one with the same capability) instead of "
+    "dead-lettering them"};
+static const cli_flag flag_agent = {"agent", CLI_TEXT, "NAME", NULL, false,
+                                    "Only those of this agent"};
+static const cli_flag flag_conversation_state = {"state", CLI_CHOICE, "STATE",
+                                                 conversation_state_choices, false,
+                                                 "Only conversations in this state"};
+static const cli_flag flag_conversations_limit = {"limit", CLI_TEXT, "N", NULL, false,
+                                                  "At most N conversations (default 50)"};
+static const cli_flag flag_requeue = {"requeue", CLI_TEXT, "ID", NULL, false,
+                                      "Deliver this dead letter again"};
+static const cli_flag flag_purge = {"purge", CLI_TEXT, "ID", NULL, false,
+                                    "Delete this dead letter"};
+static const cli_flag flag_to = {"to", CLI_TEXT, "AGENT", NULL, false, "The agent to send to"};
+static const cli_flag flag_capability = {"capability", CLI_TEXT, "CAP", NULL, false,
+                                         "Send to an active agent that provides this capability"};
+static const cli_flag flag_content = {"content", CLI_TEXT, "TEXT", NULL, true,
+                                      "The content: text, or JSON with --json-content"};
+static const cli_flag flag_json_content = {"json-content", CLI_SWITCH, NULL, NULL, false,
+                                           "Send --content as a JSON value instead of a string"};
+static const cli_flag flag_performative = {"performative", CLI_CHOICE, "P",
+                                           performative_choices, false,
+                                           "The FIPA performative (default request)"};
+static const cli_flag flag_conversation = {"conversation", CLI_TEXT, "ID", NULL, false,
+                                           "Continue this conversation"};
+static const cli_flag flag_in_reply_to = {"in-reply-to", CLI_TEXT, "ID", NULL, false,
+                                          "Answer the message whose reply_with is ID"};
+static const cli_flag flag_wait = {"wait", CLI_DURATION, NULL, NULL, false,
+                                   "Wait this long for the first reply and print it (10s)"};
+static const cli_flag flag_audit_limit = {"limit", CLI_TEXT, "N", NULL, false,
+                                          "At most N entries, newest first (default 200)"};
+
+static const cli_flag *const agents_list_flags[] = {&flag_agent_state, &flag_cacert, NULL};
+static const cli_flag *const agents_status_flags[] = {&flag_status_detailed,
+                                                      &flag_error_states_only, &flag_cacert, NULL};
+static const cli_flag *const agents_health_flags[] = {&flag_critical_only, &flag_cacert, NULL};
+static const cli_flag *const agents_logs_flags[] = {&flag_level, &flag_logs_limit, &flag_cacert,
+                                                    NULL};
+static const cli_flag *const agents_scale_flags[] = {&flag_instances, &flag_cacert, NULL};
+static const cli_flag *const agents_reload_flags[] = {&flag_force, &flag_fallback_on_error,
+                                                      &flag_cacert, NULL};
+static const cli_flag *const agents_validate_flags[] = {&flag_validate_detailed,
+                                                        &flag_fix_suggestions, NULL};
+static const cli_flag *const agents_validate_all_flags[] = {&flag_failed_only, NULL};
+static const cli_flag *const drain_queue_flags[] = {&flag_requeue_to, &flag_cacert, NULL};
+static const cli_flag *const conversations_list_flags[] = {
+    &flag_agent, &flag_conversation_state, &flag_conversations_limit, &flag_cacert, NULL};
+static const cli_flag *const dead_letters_flags[] = {&flag_agent, &flag_requeue, &flag_purge,
+                                                     &flag_cacert, NULL};
+static const cli_flag *const messages_send_flags[] = {
+    &flag_to, &flag_capability, &flag_content, &flag_json_content, &flag_performative,
+    &flag_conversation, &flag_in_reply_to, &flag_wait, &flag_cacert, NULL};
+static const cli_flag *const audit_log_flags[] = {&flag_audit_limit, &flag_cacert, NULL};
+
 /* ---- The table ------------------------------------------------------------------------------ */
 
 static const cli_group groups[] = {
@@ -99,7 +197,11 @@ static const cli_group groups[] = {
     {"status", "Show the server's status, components and counts"},
     {"health-check", "Check that the server is alive, healthy or ready"},
     {"service", "Manage a background server on hosts without systemd"},
-    {"config", "Validate and show the server configuration"},
+    {"agents", "Agents: status, lifecycle, logs, scaling, reloads and definition files"},
+    {"conversations", "Agent queues, conversations and dead letters"},
+    {"messages", "Send FIPA-ACL messages to agents"},
+    {"capabilities", "Capabilities, their providers and conflicts"},
+    {"config", "Validate and show the server configuration and its audit log"},
     {"token", "Create, list and revoke API tokens"},
     {"wasm", "Check and run WebAssembly modules with Caxton's engine (offline)"},
     {"help", "Show help for a group or command"},
@@ -107,6 +209,7 @@ static const cli_group groups[] = {
 };
 
 #define SERVICE_TIMEOUT_MS 30000u
+#define LOAD_TIMEOUT_MS 30000u /* the server validates and loads a definition first */
 
 static const cli_command commands[] = {
     {"serve", NULL, cmd_serve, NULL, 0, 0, serve_flags, 0, 0,
@@ -140,6 +243,91 @@ static const cli_command commands[] = {
      "Show the effective configuration and where each value comes from",
      "Asks the running server (GET /api/v1/config/effective, admin); --offline computes\n"
      "it from --config, --data-dir and the CAXTON_* environment instead."},
+    {"config", "audit-log", cmd_config_audit_log, NULL, 0, 0, audit_log_flags, CLI_CMD_WINDOW, 0,
+     "Show recorded changes: agents, reloads, scaling, drains, config, tokens",
+     "Newest first (GET /api/v1/config/audit-log). Example: caxton config audit-log --last-1h"},
+    {"agents", "list", cmd_agents_list, NULL, 0, 0, agents_list_flags, 0, 0,
+     "List agents with their version, state, queue and capabilities", NULL},
+    {"agents", "status", cmd_agents_status, "[NAME]", 0, 1, agents_status_flags, 0, 0,
+     "Show the state of every agent, or of one",
+     "Without NAME: a table of all agents and why any is in an error state (failed,\n"
+     "reloading, draining, suspended with messages queued, last reload failed). With NAME:\n"
+     "its state, queue, message and LLM counts, reload status and last error; --detailed\n"
+     "adds its definition, instances, versions and the last reload's problems. Exits 1\n"
+     "when an agent it shows is in an error state."},
+    {"agents", "health-summary", cmd_agents_health_summary, NULL, 0, 0, agents_health_flags, 0, 0,
+     "Summarize agents' health (what monitoring polls at /agents/health-summary)",
+     "Exits 1 when the summary's status is not ok (degraded or critical)."},
+    {"agents", "suspend", cmd_agents_suspend, "NAME", 1, 1, server_flags, 0, 0,
+     "Stop an agent taking messages; they queue until it is resumed", NULL},
+    {"agents", "resume", cmd_agents_resume, "NAME", 1, 1, server_flags, 0, 0,
+     "Let a suspended agent take messages again, queued ones first", NULL},
+    {"agents", "logs", cmd_agents_logs, "NAME", 1, 1, agents_logs_flags, CLI_CMD_WINDOW, 0,
+     "Show an agent's recent log lines (from agents.log)",
+     "Oldest first, the last --limit lines of the window. Example:\n"
+     "caxton agents logs invoice-checker --level error --last-10min"},
+    {"agents", "scale", cmd_agents_scale, "NAME", 1, 1, agents_scale_flags, 0, 0,
+     "Change how many instances share an agent's queue",
+     "Scaling down lets the removed instances finish their message first."},
+    {"agents", "reload", cmd_agents_reload, "NAME", 1, 1, agents_reload_flags, 0, LOAD_TIMEOUT_MS,
+     "Read an agent's definition file again and swap to it if valid",
+     "In-flight messages finish on the old version. If the file is invalid its errors are\n"
+     "printed as file:line:column with hints, the last good version keeps running and the\n"
+     "command exits 1."},
+    {"agents", "reload-status", cmd_agents_reload_status, "NAME", 1, 1, server_flags, 0, 0,
+     "Show an agent's last reload attempts and their problems",
+     "Newest first: time, trigger, result, versions, duration. Exits 1 when the last\n"
+     "attempt failed or was rolled back."},
+    {"agents", "deploy", cmd_agents_deploy, "FILE", 1, 1, server_flags, CLI_CMD_ARGS_FILES,
+     LOAD_TIMEOUT_MS, "Add an agent from a definition file",
+     "The server validates the file and writes it to its agents dir. An invalid file is\n"
+     "refused with its problems (exit 1); an existing agent is replaced with 'caxton\n"
+     "agents update FILE'."},
+    {"agents", "update", cmd_agents_update, "FILE", 1, 1, server_flags, CLI_CMD_ARGS_FILES,
+     LOAD_TIMEOUT_MS, "Replace an agent's definition with a file (the agent named in it)", NULL},
+    {"agents", "remove", cmd_agents_remove, "NAME", 1, 1, server_flags, 0, 0,
+     "Stop an agent and delete its definition file",
+     "Messages still queued for it are answered with a failure (reason agent-removed)."},
+    {"agents", "validate", cmd_agents_validate, "FILE...", 1, CLI_MAX_ARGS, agents_validate_flags,
+     CLI_CMD_OFFLINE | CLI_CMD_ARGS_FILES, 0, "Check agent definition files",
+     "Checks what the server checks at load time: readable, frontmatter, YAML, required\n"
+     "fields, types and ranges, providers (from the config's llm.providers), modules,\n"
+     "template variables. Problems print as file:line:column: error|warning: field:\n"
+     "message, with a hint where a fix is likely; tools the server would know are only\n"
+     "warnings offline. Exits 1 when a file has errors."},
+    {"agents", "validate-all", cmd_agents_validate_all, NULL, 0, 0, agents_validate_all_flags,
+     CLI_CMD_OFFLINE, 0, "Check every definition in the agents dir",
+     "The agents dir is agents.dir in the config (default <data_dir>/agents); every *.md\n"
+     "file in it (not in subdirectories, hidden files skipped) is checked as by 'agents\n"
+     "validate', and agent names must be unique across the files. Exits 1 when a file has\n"
+     "errors."},
+    {"conversations", "queue-status", cmd_conversations_queue_status, "NAME", 1, 1, server_flags,
+     0, 0, "Show an agent's queue: depth, oldest message, rates, instances",
+     "Exits 1 when the queue is full (new messages are refused)."},
+    {"conversations", "drain-queue", cmd_conversations_drain_queue, "NAME", 1, 1,
+     drain_queue_flags, 0, LOAD_TIMEOUT_MS, "Empty an agent's queue",
+     "Queued messages go to the dead letters and each sender gets a failure (reason\n"
+     "drained), or with --requeue-to they go to another agent; then the agent accepts\n"
+     "messages again."},
+    {"conversations", "list", cmd_conversations_list, NULL, 0, 0, conversations_list_flags, 0, 0,
+     "List conversations, most recent first", NULL},
+    {"conversations", "show", cmd_conversations_show, "ID", 1, 1, server_flags, 0, 0,
+     "Show a conversation and its messages", NULL},
+    {"conversations", "dead-letters", cmd_conversations_dead_letters, NULL, 0, 0,
+     dead_letters_flags, 0, 0, "List messages that failed for good; requeue or purge one", NULL},
+    {"messages", "send", cmd_messages_send, NULL, 0, 0, messages_send_flags, 0, 0,
+     "Send a message to an agent or to a capability",
+     "Give exactly one of --to and --capability. Without --wait, prints the message and\n"
+     "conversation ids; with --wait, prints the reply's content, and exits 1 when the reply\n"
+     "is a failure, refuse or not-understood, or when none came in time (the message is\n"
+     "then still in flight)."},
+    {"capabilities", "list", cmd_capabilities_list, NULL, 0, 0, server_flags, 0, 0,
+     "List capabilities and the agents that provide them", NULL},
+    {"capabilities", "check-conflicts", cmd_capabilities_check_conflicts, "NAME", 1, 1,
+     server_flags, 0, 0, "Check an agent's capabilities against the other agents",
+     "Shows who else provides the same capabilities, version clashes, requirements nobody\n"
+     "provides (with similar names) and agents that would lose their only provider if this\n"
+     "one stopped. Exits 1 on a version clash or an unmet requirement."},
     {"token", "create", cmd_token_create, NULL, 0, 0, token_create_flags, 0, 0,
      "Create an API token (it is shown once)", NULL},
     {"token", "list", cmd_token_list, NULL, 0, 0, server_flags, 0, 0, "List API tokens", NULL},

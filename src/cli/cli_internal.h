@@ -161,6 +161,10 @@ cli_parse_result cli_parse(const cli_table *table, int argc, char **argv, char *
  * the command's flags). */
 const char *cli_flag_value(const cli_invocation *inv, const char *name);
 bool cli_flag_set(const cli_invocation *inv, const char *name);
+/* A count flag (--limit N): fallback when not given, else a whole number
+ * from 1 to max. Prints the usage error itself; returns an exit code. */
+int cli_flag_count(const cli_invocation *inv, const char *name, uint64_t fallback, uint64_t max,
+                   uint64_t *out);
 
 /* Sleeps ms milliseconds, all of them: a signal that interrupts nanosleep()
  * does not cut the wait short. */
@@ -216,6 +220,25 @@ int cli_report_http_error(const client *c, const client_response *resp);
 int cli_call(client *c, const char *method, const char *path, const json_t *body,
              client_response *resp);
 
+/* cli_connect, one cli_call, client_close: for commands that make one
+ * request. Returns an exit code; on 0 resp holds the 2xx JSON answer. */
+int cli_request_once(const cli_invocation *inv, const char *method, const char *path,
+                     const json_t *body, client_response *resp);
+/* prefix + the percent-encoded segment + suffix (may be NULL):
+ * ("/api/v1/agents/", "x", "/reload"). NULL, said on stderr, when out of memory. */
+char *cli_api_path(const char *prefix, const char *segment, const char *suffix);
+/* Appends "?key=value" or "&key=value" (value percent-encoded) to a path;
+ * nothing when value is NULL. */
+int cli_query_add(strbuf *path, const char *key, const char *value);
+
+/* Every item of a paginated list (GET path, which may carry a query),
+ * following next_cursor: up to max items (0: all of them, at most
+ * CLI_MAX_PAGES pages). Returns an exit code (failures are reported); on 0,
+ * *items is a new array and *more (may be NULL) says whether items were left. */
+#define CLI_PAGE_LIMIT 500
+#define CLI_MAX_PAGES 1000
+int cli_fetch_list(client *c, const char *path, size_t max, json_t **items, bool *more);
+
 /* Prints a command's result document: as JSON with --output json, else with
  * print_table. Takes ownership of doc. */
 void cli_emit(const cli_invocation *inv, json_t *doc, void (*print_table)(const json_t *doc));
@@ -248,6 +271,49 @@ void cli_wasm_type_text(const struct wasm_externtype *t, strbuf *out);
 int cmd_wasm_analyze_requirements(const cli_invocation *inv);
 int cmd_wasm_compatibility_check(const cli_invocation *inv);
 int cmd_wasm_diff(const cli_invocation *inv);
+
+int cmd_config_audit_log(const cli_invocation *inv);
+int cmd_agents_list(const cli_invocation *inv);
+int cmd_agents_status(const cli_invocation *inv);
+int cmd_agents_health_summary(const cli_invocation *inv);
+int cmd_agents_suspend(const cli_invocation *inv);
+int cmd_agents_resume(const cli_invocation *inv);
+int cmd_agents_logs(const cli_invocation *inv);
+int cmd_agents_scale(const cli_invocation *inv);
+int cmd_agents_reload(const cli_invocation *inv);
+int cmd_agents_reload_status(const cli_invocation *inv);
+int cmd_agents_deploy(const cli_invocation *inv);
+int cmd_agents_update(const cli_invocation *inv);
+int cmd_agents_remove(const cli_invocation *inv);
+int cmd_agents_validate(const cli_invocation *inv);
+int cmd_agents_validate_all(const cli_invocation *inv);
+int cmd_conversations_queue_status(const cli_invocation *inv);
+int cmd_conversations_drain_queue(const cli_invocation *inv);
+int cmd_conversations_list(const cli_invocation *inv);
+int cmd_conversations_show(const cli_invocation *inv);
+int cmd_conversations_dead_letters(const cli_invocation *inv);
+int cmd_messages_send(const cli_invocation *inv);
+int cmd_capabilities_list(const cli_invocation *inv);
+int cmd_capabilities_check_conflicts(const cli_invocation *inv);
+
+/* Why an agent summary (GET /api/v1/agents) is in an error state: failed,
+ * reloading, draining, suspended with messages queued, or its last reload
+ * failed. Writes the reason into why; false when the agent is fine. */
+bool cli_agent_error_state(const json_t *agent, char *why, size_t size);
+/* The "instances" value of POST /agents/{name}/scale from --instances: "+2"
+ * and "-1" as strings, an absolute count as an integer (1..64). NULL with
+ * err (CX_EINVAL, for a usage error) otherwise. */
+json_t *cli_scale_instances(const char *text, cx_error *err);
+/* The body of `messages send` from its flags: exactly one of --to and
+ * --capability, --content as a JSON string (parsed as JSON with
+ * --json-content), --performative (default request), --conversation,
+ * --in-reply-to. NULL with err (CX_EINVAL: a usage error) otherwise. */
+json_t *cli_message_body(const cli_invocation *inv, cx_error *err);
+/* Prints agent-definition diagnostics as the API gives them
+ * ([{"severity","line","column","field","message","hint"}]) the way
+ * `agents validate` prints them: "file:line:column: error: field: message"
+ * and a "  hint: ..." line. */
+void cli_print_diagnostics(FILE *out, const char *file, const json_t *diagnostics);
 
 /* Shared by status, health-check and service: prints a health document's
  * components as a table. */

@@ -600,3 +600,117 @@ int cli_connect(const cli_invocation *inv, client *c)
         client_close(c);
     return exit_code;
 }
+
+/* One page's path: path, then limit and cursor in its query. NULL when out of memory. */
+static char *page_path(const char *path, size_t limit, const char *cursor)
+{
+    strbuf sb;
+    strbuf_init(&sb);
+    char *escaped = cursor ? client_url_escape(cursor) : NULL;
+    int rc = cursor && !escaped ? CX_ENOMEM
+                                : strbuf_appendf(&sb, "%s%climit=%zu%s%s", path,
+                                                 strchr(path, '?') ? '&' : '?', limit,
+                                                 escaped ? "&cursor=" : "", escaped ? escaped : "");
+    free(escaped);
+    if (rc != 0) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return strbuf_detach(&sb);
+}
+
+int cli_fetch_list(client *c, const char *path, size_t max, json_t **items, bool *more)
+{
+    *items = json_array();
+    if (more)
+        *more = false;
+    char *cursor = NULL;
+    int rc = *items ? CLI_EXIT_OK : CLI_EXIT_PROBLEM;
+    for (int page = 0; rc == 0; page++) {
+        size_t have = json_array_size(*items);
+        if ((max && have >= max) || page == CLI_MAX_PAGES) {
+            if (more)
+                *more = cursor != NULL;
+            break;
+        }
+        size_t want = max && max - have < CLI_PAGE_LIMIT ? max - have : CLI_PAGE_LIMIT;
+        char *url = page_path(path, want, cursor);
+        client_response resp;
+        rc = url ? cli_call(c, "GET", url, NULL, &resp) : CLI_EXIT_PROBLEM;
+        if (!url)
+            fprintf(stderr, "caxton: out of memory\n");
+        free(url);
+        if (rc != 0)
+            break;
+        const json_t *got = json_object_get(resp.json, "items");
+        if (!json_is_array(got)) {
+            fprintf(stderr, "caxton: the server at %s answered %s without an items list\n",
+                    c->url, path);
+            client_response_free(&resp);
+            rc = CLI_EXIT_PROBLEM;
+            break;
+        }
+        size_t i;
+        const json_t *item;
+        json_array_foreach(got, i, item) {
+            if (max && json_array_size(*items) >= max) {
+                if (more)
+                    *more = true;
+                break;
+            }
+            json_array_append(*items, (json_t *)item);
+        }
+        const char *next = output_string(resp.json, "next_cursor", NULL);
+        free(cursor);
+        cursor = next && next[0] ? str_dup(next) : NULL;
+        client_response_free(&resp);
+        if (!cursor)
+            break;
+    }
+    free(cursor);
+    if (rc != 0) {
+        json_decref(*items);
+        *items = NULL;
+    }
+    return rc;
+}
+
+int cli_request_once(const cli_invocation *inv, const char *method, const char *path,
+                     const json_t *body, client_response *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    client c;
+    int rc = cli_connect(inv, &c);
+    if (rc != 0)
+        return rc;
+    rc = cli_call(&c, method, path, body, resp);
+    client_close(&c);
+    return rc;
+}
+
+char *cli_api_path(const char *prefix, const char *segment, const char *suffix)
+{
+    char *escaped = client_url_escape(segment);
+    strbuf sb;
+    strbuf_init(&sb);
+    if (!escaped || strbuf_appendf(&sb, "%s%s%s", prefix, escaped, suffix ? suffix : "") != 0) {
+        free(escaped);
+        strbuf_free(&sb);
+        fprintf(stderr, "caxton: out of memory\n");
+        return NULL;
+    }
+    free(escaped);
+    return strbuf_detach(&sb);
+}
+
+int cli_query_add(strbuf *path, const char *key, const char *value)
+{
+    if (!value)
+        return 0;
+    char *escaped = client_url_escape(value);
+    int rc = escaped ? strbuf_appendf(path, "%c%s=%s", strchr(path->data, '?') ? '&' : '?', key,
+                                      escaped)
+                     : CX_ENOMEM;
+    free(escaped);
+    return rc;
+}

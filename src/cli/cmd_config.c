@@ -1,10 +1,14 @@
-/* `caxton config validate FILE` and `caxton config show --effective`.
+/* `caxton config validate FILE`, `caxton config show --effective` and
+ * `caxton config audit-log`.
  *
  * validate is offline: it loads one file with config_load_file() and prints
  * every error and warning, as the server would report them at start. show
  * asks the running server for the merged configuration (so it shows what the
  * server really uses, flags and environment included); --offline computes
- * the same document here from --config, --data-dir and the environment. */
+ * the same document here from --config, --data-dir and the environment.
+ * audit-log lists the recorded changes (agents created, updated, reloaded,
+ * scaled, queues drained, config reloads, tokens), newest first, within a
+ * time window. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,4 +146,76 @@ int cmd_config_show(const cli_invocation *inv)
     }
     client_close(&c);
     return rc;
+}
+
+/* ---- audit-log ------------------------------------------------------------------------------ */
+
+#define AUDIT_DEFAULT_LIMIT 200
+#define AUDIT_MAX_LIMIT 10000
+
+static void print_audit(const json_t *items, bool more, uint64_t limit)
+{
+    output_table *t = output_table_new(5, (const char *[]){"at", "actor", "action", "target",
+                                                           "details"});
+    size_t i;
+    const json_t *entry;
+    json_array_foreach(items, i, entry) {
+        const json_t *details = json_object_get(entry, "details");
+        char *text = details && !json_is_null(details) ? output_value_text(details) : NULL;
+        if (t)
+            output_table_row(t, output_string(entry, "at", "?"),
+                             output_string(entry, "actor", "-"),
+                             output_string(entry, "action", "?"),
+                             output_string(entry, "target", "-"), text);
+        free(text);
+    }
+    if (t && output_table_rows(t) == 0)
+        printf("no configuration changes recorded in that window\n");
+    else if (t)
+        output_table_print(t, stdout);
+    output_table_free(t);
+    if (more)
+        printf("(the newest %llu are shown; raise --limit for more)\n",
+               (unsigned long long)limit);
+}
+
+int cmd_config_audit_log(const cli_invocation *inv)
+{
+    uint64_t limit;
+    int rc = cli_flag_count(inv, "limit", AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, &limit);
+    if (rc != 0)
+        return rc;
+    strbuf path, window;
+    strbuf_init(&path);
+    strbuf_init(&window);
+    if (strbuf_appends(&path, "/api/v1/config/audit-log") != 0 ||
+        cli_window_query(&inv->window, &window) != 0 ||
+        (window.len && strbuf_appendf(&path, "?%s", window.data) != 0)) {
+        strbuf_free(&path);
+        strbuf_free(&window);
+        fprintf(stderr, "caxton: out of memory\n");
+        return CLI_EXIT_PROBLEM;
+    }
+    strbuf_free(&window);
+    client c;
+    json_t *items = NULL;
+    bool more = false;
+    rc = cli_connect(inv, &c);
+    if (rc == 0) {
+        rc = cli_fetch_list(&c, path.data, (size_t)limit, &items, &more);
+        client_close(&c);
+    }
+    strbuf_free(&path);
+    if (rc != 0)
+        return rc;
+    if (inv->output == CLI_OUTPUT_JSON) {
+        json_t *doc = json_pack("{s:O, s:b}", "items", items, "more", more);
+        if (doc)
+            output_json(stdout, doc);
+        json_decref(doc);
+    } else {
+        print_audit(items, more, limit);
+    }
+    json_decref(items);
+    return CLI_EXIT_OK;
 }

@@ -12,9 +12,6 @@
 #include "cli/output.h"
 #include "core/util.h"
 
-#define TOKEN_PAGE_LIMIT 500
-#define TOKEN_MAX_PAGES 100
-
 int cmd_token_create(const cli_invocation *inv)
 {
     client c;
@@ -54,42 +51,7 @@ int cmd_token_create(const cli_invocation *inv)
 /* Every token, following next_cursor. Returns an exit code; *items is a new array. */
 static int fetch_tokens(client *c, json_t **items)
 {
-    *items = json_array();
-    char *cursor = NULL;
-    int rc = *items ? CLI_EXIT_OK : CLI_EXIT_PROBLEM;
-    for (int page = 0; rc == 0 && page < TOKEN_MAX_PAGES; page++) {
-        strbuf path;
-        strbuf_init(&path);
-        char *escaped = cursor ? client_url_escape(cursor) : NULL;
-        if ((cursor && !escaped) ||
-            strbuf_appendf(&path, "/api/v1/tokens?limit=%d%s%s", TOKEN_PAGE_LIMIT,
-                           escaped ? "&cursor=" : "", escaped ? escaped : "") != 0) {
-            free(escaped);
-            strbuf_free(&path);
-            fprintf(stderr, "caxton: out of memory\n");
-            rc = CLI_EXIT_PROBLEM;
-            break;
-        }
-        free(escaped);
-        client_response resp;
-        rc = cli_call(c, "GET", path.data, NULL, &resp);
-        strbuf_free(&path);
-        if (rc != 0)
-            break;
-        json_array_extend(*items, json_object_get(resp.json, "items"));
-        const char *next = output_string(resp.json, "next_cursor", NULL);
-        free(cursor);
-        cursor = next && next[0] ? str_dup(next) : NULL;
-        client_response_free(&resp);
-        if (!cursor)
-            break;
-    }
-    free(cursor);
-    if (rc != 0) {
-        json_decref(*items);
-        *items = NULL;
-    }
-    return rc;
+    return cli_fetch_list(c, "/api/v1/tokens", 0, items, NULL);
 }
 
 int cmd_token_list(const cli_invocation *inv)

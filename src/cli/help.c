@@ -11,6 +11,7 @@
 #include "core/util.h"
 
 #define MAX_GROUP_COMMANDS 64
+#define OVERVIEW_LIST_MAX 80 /* "group cmd|cmd|..." in the overview, within the 96-byte line */
 
 void cli_command_label(const cli_command *cmd, char *buf, size_t size)
 {
@@ -99,9 +100,16 @@ static void print_overview(FILE *out, const cli_table *table)
             const cli_command *cmds[MAX_GROUP_COMMANDS];
             size_t n = cli_group_commands(table, g, cmds, MAX_GROUP_COMMANDS);
             size_t used = (size_t)snprintf(left, sizeof left, "%s ", g->name);
-            for (size_t j = 0; j < n && used < sizeof left; j++)
+            /* Whole names only: a list too long for the line ends in "|...". */
+            for (size_t j = 0; j < n && used < sizeof left; j++) {
+                size_t need = strlen(cmds[j]->name) + (j ? 1 : 0);
+                if (used + need + (j + 1 < n ? 4 : 0) > OVERVIEW_LIST_MAX) {
+                    snprintf(left + used, sizeof left - used, "|...");
+                    break;
+                }
                 used += (size_t)snprintf(left + used, sizeof left - used, "%s%s", j ? "|" : "",
                                          cmds[j]->name);
+            }
         }
         if (strlen(left) > 34)
             fprintf(out, "  %s\n  %-34s %s\n", left, "", g->summary);
@@ -151,10 +159,10 @@ static void print_group(FILE *out, const cli_table *table, const cli_group *grou
     size_t n = cli_group_commands(table, group, cmds, MAX_GROUP_COMMANDS);
     fprintf(out, "Usage: caxton %s <command> [ARGS] [--flags]\n\n%s.\n\nCommands:\n", group->name,
             group->summary);
-    int width = 14; /* the longest command name sets the column */
+    int width = 14; /* the longest command name sets the column, a space after it */
     for (size_t i = 0; i < n; i++)
-        if ((int)strlen(cmds[i]->name) > width)
-            width = (int)strlen(cmds[i]->name);
+        if ((int)strlen(cmds[i]->name) + 1 > width)
+            width = (int)strlen(cmds[i]->name) + 1;
     for (size_t i = 0; i < n; i++)
         fprintf(out, "  %-*s %s\n", width, cmds[i]->name, cmds[i]->summary);
     fprintf(out, "\nRun 'caxton help %s <command>' for a command's flags.\n", group->name);

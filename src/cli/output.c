@@ -23,6 +23,41 @@ void output_sanitize(char *text)
             *p = ' ';
 }
 
+void output_line(FILE *out, const char *fmt, ...)
+{
+    char *line = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        fputs("(out of memory)\n", out);
+        return;
+    }
+    output_sanitize(line);
+    fprintf(out, "%s\n", line);
+    free(line);
+}
+
+void output_text(FILE *out, const char *text, const char *indent)
+{
+    const char *p = text;
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+        fputs(indent, out);
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (c == '\r' && i + 1 == n)
+                break;
+            fputc(c == '\t' || (c >= 0x20 && c != 0x7f) ? c : ' ', out);
+        }
+        fputc('\n', out);
+        p += n;
+        if (*p == '\n')
+            p++;
+    }
+}
+
 /* Characters, not bytes: UTF-8 continuation bytes do not count. */
 static size_t display_width(const char *s)
 {
@@ -180,6 +215,38 @@ const char *output_string(const json_t *object, const char *key, const char *fal
 {
     const json_t *v = json_object_get(object, key);
     return json_is_string(v) ? json_string_value(v) : fallback;
+}
+
+json_int_t output_int(const json_t *object, const char *key)
+{
+    const json_t *v = json_object_get(object, key);
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    if (json_is_real(v) && json_real_value(v) > -9e18 && json_real_value(v) < 9e18)
+        return (json_int_t)json_real_value(v);
+    return 0;
+}
+
+char *output_join(const json_t *array)
+{
+    strbuf sb;
+    strbuf_init(&sb);
+    size_t i;
+    const json_t *item;
+    json_array_foreach(array, i, item) {
+        char *text = output_value_text(item);
+        if (!text || strbuf_appendf(&sb, "%s%s", sb.len ? ", " : "", text) != 0) {
+            free(text);
+            strbuf_free(&sb);
+            return NULL;
+        }
+        free(text);
+    }
+    if (sb.len == 0 && strbuf_appends(&sb, "-") != 0) {
+        strbuf_free(&sb);
+        return NULL;
+    }
+    return strbuf_detach(&sb);
 }
 
 void output_format_uptime(double seconds, char *buf, size_t size)

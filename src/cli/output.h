@@ -35,9 +35,21 @@ char *output_value_text(const json_t *value);
 /* A string member of an object, or fallback when missing or not a string. */
 const char *output_string(const json_t *object, const char *key, const char *fallback);
 
+/* An integer member of an object (a real one is truncated), or 0. */
+json_int_t output_int(const json_t *object, const char *key);
+/* The items of an array as text (output_value_text) joined by ", "; "-" for
+ * none or no array. free() the result; NULL when out of memory. */
+char *output_join(const json_t *array);
+
 /* "12s", "5m 3s", "2h 5m", "3d 4h". */
 void output_format_uptime(double seconds, char *buf, size_t size);
 /* Replaces control characters (ESC included) with spaces, in place. */
 void output_sanitize(char *text);
+/* Formats one line, sanitizes it (server text may hold anything) and prints
+ * it with a newline. */
+void output_line(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints multi-line text, each line after indent, with control characters
+ * other than tabs replaced by spaces (a trailing newline adds no line). */
+void output_text(FILE *out, const char *text, const char *indent);
 
 #endif

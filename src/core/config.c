@@ -58,6 +58,7 @@
 #define WHERE_MAX sizeof(((config_origin *)0)->where)
 
 #define MS_PER_DAY (UINT64_C(24) * 3600 * 1000)
+#define MS_PER_HOUR (UINT64_C(3600) * 1000)
 #define KIB (UINT64_C(1) << 10)
 #define GIB (UINT64_C(1) << 30)
 #define TIB (UINT64_C(1) << 40)
@@ -123,6 +124,8 @@ static const config_key schema[] = {
      .restart = true, .offset = FIELD(agents_dir)},
     {.path = "agents.hot_reload", .type = KEY_BOOL, .fallback = "true",
      .env = "CAXTON_AGENTS_HOT_RELOAD", .offset = FIELD(agents_hot_reload)},
+    {.path = "agents.reload_timeout", DURATION(100, MS_PER_DAY), .fallback = "10s",
+     .env = "CAXTON_AGENTS_RELOAD_TIMEOUT", .offset = FIELD(agents_reload_timeout_ms)},
     {.path = "messaging.queue_size", .type = KEY_INT, .min = 1, .max = 1000000, .fallback = "1000",
      .env = "CAXTON_MESSAGING_QUEUE_SIZE", .offset = FIELD(messaging_queue_size)},
     {.path = "messaging.max_message_size", .type = KEY_SIZE, .min = KIB, .max = GIB,
@@ -134,6 +137,11 @@ static const config_key schema[] = {
     {.path = "messaging.default_reply_timeout", DURATION(1, 365 * MS_PER_DAY), .fallback = "30s",
      .env = "CAXTON_MESSAGING_DEFAULT_REPLY_TIMEOUT",
      .offset = FIELD(messaging_default_reply_timeout_ms)},
+    {.path = "messaging.max_retries", .type = KEY_INT, .min = 0, .max = 100, .fallback = "3",
+     .env = "CAXTON_MESSAGING_MAX_RETRIES", .offset = FIELD(messaging_max_retries)},
+    {.path = "messaging.history_retention", DURATION(MS_PER_HOUR, 3650 * MS_PER_DAY),
+     .fallback = "30d", .env = "CAXTON_MESSAGING_HISTORY_RETENTION",
+     .offset = FIELD(messaging_history_retention_ms)},
     {.path = "memory.path", .type = KEY_PATH, .derive = "data/memory.db",
      .env = "CAXTON_MEMORY_PATH", .restart = true, .offset = FIELD(memory_path)},
     {.path = "memory.embedder", .type = KEY_ENUM, .choices = embedders, .fallback = "builtin",

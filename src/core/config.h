@@ -50,11 +50,14 @@ typedef struct cx_config {
     /* agents */
     char *agents_dir;                /* default <data_dir>/agents */
     bool agents_hot_reload;
+    uint64_t agents_reload_timeout_ms; /* a reload slower than this is rolled back */
     /* messaging */
     int64_t messaging_queue_size;
     uint64_t messaging_max_message_size;
     uint64_t messaging_conversation_timeout_ms;
     uint64_t messaging_default_reply_timeout_ms;
+    int64_t messaging_max_retries;   /* redeliveries after a crash before dead-lettering */
+    uint64_t messaging_history_retention_ms; /* conversations idle longer are deleted */
     /* memory */
     char *memory_path;               /* default <data_dir>/data/memory.db */
     char *memory_embedder;           /* builtin | openai | ollama */

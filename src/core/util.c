@@ -682,3 +682,67 @@ bool mem_equal_ct(const void *a, const void *b, size_t len)
         diff |= x[i] ^ y[i];
     return diff == 0;
 }
+
+/* ---- RFC 3339 ---------------------------------------------------------- */
+
+static bool rfc_digits(const char **p, int count, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < count; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return false;
+        v = v * 10 + (c - '0');
+    }
+    *p += count;
+    *out = v;
+    return true;
+}
+
+static bool rfc_char(const char **p, char a, char b)
+{
+    if (**p != a && **p != b)
+        return false;
+    (*p)++;
+    return true;
+}
+
+bool time_parse_rfc3339(const char *text, uint64_t *out_ms)
+{
+    const char *p = text;
+    int year, mon, day, hour, min, sec, millis = 0, offset_min = 0;
+    if (!rfc_digits(&p, 4, &year) || !rfc_char(&p, '-', '-') || !rfc_digits(&p, 2, &mon) ||
+        !rfc_char(&p, '-', '-') || !rfc_digits(&p, 2, &day) || !rfc_char(&p, 'T', 't') ||
+        !rfc_digits(&p, 2, &hour) || !rfc_char(&p, ':', ':') || !rfc_digits(&p, 2, &min) ||
+        !rfc_char(&p, ':', ':') || !rfc_digits(&p, 2, &sec))
+        return false;
+    if (rfc_char(&p, '.', '.')) {
+        int digits = 0;
+        for (; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                millis = millis * 10 + (*p - '0');
+        if (digits == 0)
+            return false;
+        for (; digits < 3; digits++)
+            millis *= 10;
+    }
+    if (!rfc_char(&p, 'Z', 'z')) {
+        int sign = *p == '-' ? -1 : 1, oh, om;
+        if (!rfc_char(&p, '+', '-') || !rfc_digits(&p, 2, &oh) || !rfc_char(&p, ':', ':') ||
+            !rfc_digits(&p, 2, &om) || oh > 23 || om > 59)
+            return false;
+        offset_min = sign * (oh * 60 + om);
+    }
+    if (*p != '\0' || mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 60)
+        return false;
+    struct tm tm = {.tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day,
+                    .tm_hour = hour, .tm_min = min, .tm_sec = sec == 60 ? 59 : sec};
+    time_t t = timegm(&tm);
+    if (tm.tm_mday != day || tm.tm_mon != mon - 1) /* normalized: no such day in that month */
+        return false;
+    int64_t secs = (int64_t)t - (int64_t)offset_min * 60;
+    if (secs < 0 || (secs == 0 && millis == 0)) /* 0 means "no deadline" */
+        return false;
+    *out_ms = (uint64_t)secs * 1000u + (uint64_t)millis;
+    return true;
+}

@@ -32,6 +32,9 @@ uint64_t time_now_ms(void);        /* wall clock, ms since the epoch */
 uint64_t time_monotonic_ns(void);
 /* RFC 3339 UTC with milliseconds: 2026-11-27T18:28:40.123Z (buf >= 32). */
 void time_format_rfc3339(uint64_t epoch_ms, char *buf, size_t size);
+/* A full RFC 3339 date-time (a zone is required, "Z" or "+02:00") into epoch
+ * ms; false for anything else, or an instant at or before the epoch. */
+bool time_parse_rfc3339(const char *text, uint64_t *out_ms);
 
 /* Cryptographically random bytes (getrandom). */
 int random_bytes(void *buf, size_t len, cx_error *err);

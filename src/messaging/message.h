@@ -18,6 +18,7 @@
 #define ACL_NAME_MAX 128        /* sender, receiver, capability */
 #define ACL_FREE_TEXT_MAX 256   /* language, ontology */
 #define ACL_UUID_LEN 36
+#define ACL_CONTENT_DEPTH_MAX 256 /* nesting of arrays/objects inside content */
 
 typedef enum acl_performative {
     ACL_REQUEST,

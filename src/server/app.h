@@ -15,11 +15,18 @@
 #include "server/dispatch.h"
 #include "server/state.h"
 
+struct registry;
+struct router;
+struct llm_client;
+
 typedef struct app {
     uv_loop_t *loop;            /* (immutable) */
     dispatch *dispatch;         /* (immutable) thread-safe */
     cx_config *config;          /* (loop) swapped on SIGHUP reload */
     state_db *state;            /* (loop) */
+    struct registry *agents;    /* (loop) the agent registry */
+    struct router *router;      /* (loop) the message router */
+    struct llm_client *llm;     /* (loop) LLM providers */
     char *data_dir;             /* (immutable) absolute */
     char *log_dir;              /* (immutable) */
     char *config_file;          /* (immutable) or NULL */

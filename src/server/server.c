@@ -23,14 +23,18 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "agents/registry.h"
 #include "api/auth.h"
 #include "api/http.h"
 #include "core/log.h"
 #include "core/units.h"
 #include "core/util.h"
+#include "llm/llm.h"
+#include "messaging/router.h"
 #include "obs/metrics.h"
 #include "server/app.h"
 #include "server/health.h"
+#include "server/snapshot.h"
 
 #define HEARTBEAT_MS 1000
 #define DRAIN_POLL_MS 25
@@ -213,6 +217,7 @@ static void on_heartbeat(uv_timer_t *timer)
         health_set_state_db(APP_HEALTH_FAIL, err.msg);
     else
         health_set_state_db(APP_HEALTH_OK, "state.db answers");
+    snapshot_take(&s->app);
 }
 
 static void close_handle(uv_handle_t *h)
@@ -226,6 +231,15 @@ static void finish_shutdown(server *s)
     if (s->finished)
         return;
     s->finished = true;
+    /* Messages still running are abandoned: their journal entries make the
+     * next start deliver them again. Waiting API requests get 503. */
+    registry_close(s->app.agents);
+    s->app.agents = NULL;
+    router_close(s->app.router);
+    s->app.router = NULL;
+    if (s->app.llm)
+        llm_client_close(s->app.llm);
+    s->app.llm = NULL;
     uv_timer_stop(&s->drain);
     close_handle((uv_handle_t *)&s->drain);
     close_handle((uv_handle_t *)&s->heartbeat);
@@ -244,15 +258,27 @@ static void finish_shutdown(server *s)
     uv_stop(&s->loop); /* the dispatcher's async handle would keep it alive */
 }
 
+/* Requests and messages still being worked on. API requests that only wait
+ * for a reply do not count: their messages stay journaled. */
+static int work_in_flight(server *s)
+{
+    router_stats rs = {0};
+    if (s->app.router)
+        router_get_stats(s->app.router, &rs);
+    int http = http_in_flight(s->http) - (int)rs.waiting;
+    return (http > 0 ? http : 0) + (s->app.agents ? (int)registry_busy(s->app.agents) : 0);
+}
+
 static void on_drain_tick(uv_timer_t *timer)
 {
     server *s = timer->data;
-    int in_flight = http_in_flight(s->http);
+    int in_flight = work_in_flight(s);
     if (in_flight == 0) {
         finish_shutdown(s);
     } else if (monotonic_ms() >= s->drain_deadline_ms) {
-        log_warn("server", "%d requests still in flight after server.shutdown_timeout; closing "
-                 "them", in_flight);
+        log_warn("server", "%d requests or messages still in flight after "
+                 "server.shutdown_timeout; closing them (journaled messages are delivered again "
+                 "at the next start)", in_flight);
         finish_shutdown(s);
     }
 }
@@ -269,6 +295,10 @@ static void begin_shutdown(server *s, const char *why)
     units_format_duration(s->app.config->shutdown_timeout_ms, timeout, sizeof timeout);
     log_info("server", "%s: stopping (draining requests for up to %s)", why, timeout);
     http_quiesce(s->http);
+    if (s->app.router)
+        router_quiesce(s->app.router);
+    if (s->app.agents)
+        registry_quiesce(s->app.agents);
     s->drain_deadline_ms = monotonic_ms() + s->app.config->shutdown_timeout_ms;
     uv_timer_start(&s->drain, on_drain_tick, 0, DRAIN_POLL_MS);
 }
@@ -304,8 +334,12 @@ static void reload_config(server *s)
         log_set_level(level);
     if (http_reconfigure(s->http, fresh, &err) < 0)
         log_error("config", "%s", err.msg);
+    if (s->app.llm && llm_client_reconfigure(s->app.llm, fresh->llm_providers, &err) < 0)
+        log_error("config", "llm.providers not applied: %s", err.msg);
     config_free(s->app.config);
     s->app.config = fresh;
+    if (s->app.agents)
+        registry_config_changed(s->app.agents);
     log_info("config", "configuration reloaded from %s",
              fresh->file_path ? fresh->file_path : "defaults and environment");
     log_event(LOG_STREAM_AUDIT, LOG_INFO, "config",
@@ -400,6 +434,34 @@ static void warn_tls_expiry(int64_t expires_at)
                  (long long)((expires_at - now) / 86400));
 }
 
+/* The router, the LLM providers and the agents, then the messages a crash
+ * left unanswered. */
+static int start_agents(server *s, cx_error *err)
+{
+    app *a = &s->app;
+    json_t *errors = NULL;
+    if (llm_providers_check(a->config->llm_providers, &errors) > 0) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(errors, i, e) {
+            log_error("config", "%s", json_string_value(e));
+        }
+        int rc = cx_error_set(err, CX_ECONFIG, "llm.providers: %s",
+                              json_string_value(json_array_get(errors, 0)));
+        json_decref(errors);
+        return rc;
+    }
+    json_decref(errors);
+    if (!(a->router = router_new(a, err)) || !(a->llm = llm_client_new(a->loop,
+                                                                      a->config->llm_providers,
+                                                                      err)) ||
+        !(a->agents = registry_new(a, err)) || router_recover(a->router, err) < 0 ||
+        snapshot_init() < 0)
+        return err->code ? err->code : CX_EINTERNAL;
+    snapshot_take(a);
+    return 0;
+}
+
 /* Everything up to a serving API; returns an exit code, 0 when serving. */
 static int start(server *s, cx_error *err)
 {
@@ -443,6 +505,8 @@ static int start(server *s, cx_error *err)
     if (!s->app.state || auth_load(s->app.state, err) < 0 || ensure_admin_token(s, err) < 0 ||
         start_loop_handles(s, err) < 0)
         return SERVER_EXIT_RUNTIME;
+    if (start_agents(s, err) < 0)
+        return err->code == CX_ECONFIG ? SERVER_EXIT_CONFIG : SERVER_EXIT_RUNTIME;
     if (!(s->http = http_start(&s->app, cfg, err)))
         return err->code == CX_ECONFIG ? SERVER_EXIT_CONFIG : SERVER_EXIT_RUNTIME;
 
@@ -482,6 +546,7 @@ static void stop(server *s)
     state_close(s->app.state);
     auth_free();
     health_reset();
+    snapshot_reset();
     if (s->lock_fd >= 0) {
         remove_run_file(s, DATADIR_PID_FILE);
         remove_run_file(s, DATADIR_URL_FILE);

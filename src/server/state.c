@@ -37,6 +37,46 @@ static const char *const migrations[] = {
     "  target TEXT,"
     "  details TEXT);"
     "CREATE INDEX audit_ts ON audit(ts);",
+    /* 2: conversations, their messages, the message journal, dead letters */
+    "CREATE TABLE conversations ("
+    "  id TEXT PRIMARY KEY,"
+    "  state TEXT NOT NULL CHECK (state IN ('active','completed','timed-out','cancelled')),"
+    "  created_at INTEGER NOT NULL,"
+    "  last_activity_at INTEGER NOT NULL,"
+    "  message_count INTEGER NOT NULL DEFAULT 0,"
+    "  participants TEXT NOT NULL DEFAULT '[]');"
+    "CREATE INDEX conversations_activity ON conversations(state, last_activity_at);"
+    "CREATE TABLE messages ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  conversation_id TEXT NOT NULL,"
+    "  message_id TEXT NOT NULL,"
+    "  reply_with TEXT,"
+    "  in_reply_to TEXT,"
+    "  sender TEXT NOT NULL,"
+    "  receiver TEXT,"
+    "  performative TEXT NOT NULL,"
+    "  at INTEGER NOT NULL,"
+    "  body TEXT NOT NULL);"
+    "CREATE INDEX messages_conversation ON messages(conversation_id, seq);"
+    "CREATE INDEX messages_id ON messages(message_id);"
+    "CREATE INDEX messages_reply_with ON messages(reply_with);"
+    "CREATE TABLE journal ("
+    "  message_id TEXT NOT NULL,"
+    "  agent TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  accepted_at INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 1,"
+    "  PRIMARY KEY (message_id, agent));"
+    "CREATE TABLE dead_letters ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  message_id TEXT NOT NULL,"
+    "  agent TEXT,"
+    "  reason TEXT NOT NULL,"
+    "  detail TEXT,"
+    "  failed_at INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  body TEXT NOT NULL);"
+    "CREATE INDEX dead_letters_agent ON dead_letters(agent, id);",
 };
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -89,6 +129,14 @@ static int exec_sql(state_db *db, const char *sql, cx_error *err)
         return CX_EIO;
     }
     return 0;
+}
+
+/* A write the operator is told about must not wait for the router's group
+ * commit (router.c keeps a transaction open within a loop iteration). */
+static void commit_open_transaction(state_db *db)
+{
+    if (!sqlite3_get_autocommit(db->sql))
+        exec_sql(db, "COMMIT", NULL);
 }
 
 static int query_int(state_db *db, const char *sql, int64_t *out, cx_error *err)
@@ -199,6 +247,11 @@ void state_close(state_db *db)
     free(db);
 }
 
+struct sqlite3 *state_sqlite(state_db *db)
+{
+    return db->sql;
+}
+
 int state_check(state_db *db, cx_error *err)
 {
     int64_t v;
@@ -258,6 +311,7 @@ int state_token_insert(state_db *db, const token_record *out, cx_error *err)
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return sql_error(db, err, "token insert");
+    commit_open_transaction(db);
     return 0;
 }
 
@@ -325,6 +379,7 @@ int state_token_revoke(state_db *db, const char *id, token_record *out, cx_error
     if (out->id[0] == '\0')
         return cx_error_set(err, CX_ENOTFOUND,
                             "no token with id '%s' (list them with 'caxton token list')", id);
+    commit_open_transaction(db);
     return 0;
 }
 
@@ -367,5 +422,51 @@ int state_audit_append(state_db *db, const char *actor, const char *action, cons
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     free(text);
-    return rc == SQLITE_DONE ? 0 : sql_error(db, err, "audit append");
+    if (rc != SQLITE_DONE)
+        return sql_error(db, err, "audit append");
+    commit_open_transaction(db);
+    return 0;
+}
+
+int state_audit_json(state_db *db, uint64_t since_ms, uint64_t until_ms, size_t limit,
+                     int64_t before_seq, json_t **out, int64_t *next_seq, cx_error *err)
+{
+    *out = NULL;
+    *next_seq = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db->sql,
+                           "SELECT seq, ts, actor, action, target, details FROM audit "
+                           "WHERE ts >= ? AND ts <= ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_error(db, err, "audit query");
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)since_ms);
+    sqlite3_bind_int64(st, 2, until_ms ? (sqlite3_int64)until_ms : INT64_MAX);
+    sqlite3_bind_int64(st, 3, before_seq > 0 ? before_seq : INT64_MAX);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)limit + 1);
+    json_t *items = json_array();
+    size_t n = 0;
+    int rc;
+    while (items && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        if (n == limit) {
+            *next_seq = seq + 1;
+            break;
+        }
+        char at[40];
+        time_format_rfc3339((uint64_t)sqlite3_column_int64(st, 1), at, sizeof at);
+        const char *details = (const char *)sqlite3_column_text(st, 5);
+        json_t *d = details ? json_loads(details, 0, NULL) : NULL;
+        json_array_append_new(
+            items, json_pack("{s:I, s:s, s:s?, s:s?, s:s?, s:o}", "seq", (json_int_t)seq, "at", at,
+                             "actor", (const char *)sqlite3_column_text(st, 2), "action",
+                             (const char *)sqlite3_column_text(st, 3), "target",
+                             (const char *)sqlite3_column_text(st, 4), "details",
+                             d ? d : json_null()));
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (!items)
+        return cx_error_set(err, CX_ENOMEM, "out of memory");
+    *out = items;
+    return 0;
 }

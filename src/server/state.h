@@ -49,6 +49,9 @@ void token_hash(const char *secret, uint8_t hash[TOKEN_HASH_LEN]);
 state_db *state_open(const char *path, cx_error *err);
 void state_close(state_db *db);
 int state_schema_version(state_db *db);
+/* The connection, for the parts that keep their own tables here (the
+ * router). Loop thread only, like everything in this file. */
+struct sqlite3 *state_sqlite(state_db *db);
 /* A cheap liveness probe of the database for /health/deep. */
 int state_check(state_db *db, cx_error *err);
 
@@ -73,5 +76,11 @@ int state_token_count(state_db *db, int64_t *count, cx_error *err);
  * ("token.create"), target, and details (stolen; may be NULL). */
 int state_audit_append(state_db *db, const char *actor, const char *action, const char *target,
                        json_t *details, cx_error *err);
+
+/* Audit entries with since_ms <= ts <= until_ms (0 = open), newest first,
+ * below before_seq (0 = from the newest). *next_seq is the cursor for the
+ * next page, 0 when there is none. */
+int state_audit_json(state_db *db, uint64_t since_ms, uint64_t until_ms, size_t limit,
+                     int64_t before_seq, json_t **out, int64_t *next_seq, cx_error *err);
 
 #endif

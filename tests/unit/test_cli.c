@@ -1,7 +1,9 @@
 /* Unit tests for the command line's pure logic: parsing against the command
- * table (both flag forms, suggestions, missing values and arguments), time
- * windows, exit codes from HTTP statuses, URL derivation, token name
- * resolution, tables, and the consistency of the built-in table itself. */
+ * table (both flag forms, suggestions, missing values and arguments, the
+ * guide's agent and conversation commands), time windows, exit codes from
+ * HTTP statuses, URL derivation, token name resolution, message bodies,
+ * scaling values, agent error states, diagnostics and tables, and the
+ * consistency of the built-in table itself. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -198,6 +200,24 @@ static void test_environment(void **state)
     assert_non_null(strstr(err.msg, "CAXTON_OUTPUT"));
 }
 
+/* The agent, conversation, message, capability and audit-log commands that
+ * ask the server. */
+static bool talks_to_server(cli_handler h)
+{
+    static const cli_handler server[] = {
+        cmd_config_audit_log, cmd_agents_list, cmd_agents_status, cmd_agents_health_summary,
+        cmd_agents_suspend, cmd_agents_resume, cmd_agents_logs, cmd_agents_scale,
+        cmd_agents_reload, cmd_agents_reload_status, cmd_agents_deploy, cmd_agents_update,
+        cmd_agents_remove, cmd_conversations_queue_status, cmd_conversations_drain_queue,
+        cmd_conversations_list, cmd_conversations_show, cmd_conversations_dead_letters,
+        cmd_messages_send, cmd_capabilities_list, cmd_capabilities_check_conflicts,
+    };
+    for (size_t i = 0; i < sizeof server / sizeof server[0]; i++)
+        if (server[i] == h)
+            return true;
+    return false;
+}
+
 /* --cacert: a file flag on every command that talks to the server, in both
  * forms and anywhere on the line; commands that need no server refuse it. */
 static void test_cacert_flag(void **state)
@@ -238,7 +258,7 @@ static void test_cacert_flag(void **state)
                         cmd->handler == cmd_config_show || cmd->handler == cmd_token_create ||
                         cmd->handler == cmd_token_list || cmd->handler == cmd_token_revoke ||
                         cmd->handler == cmd_service_start || cmd->handler == cmd_service_restart ||
-                        cmd->handler == cmd_service_status;
+                        cmd->handler == cmd_service_status || talks_to_server(cmd->handler);
         bool has = false;
         for (size_t j = 0; cmd->flags && cmd->flags[j]; j++)
             if (strcmp(cmd->flags[j]->name, "cacert") == 0) {
@@ -248,7 +268,359 @@ static void test_cacert_flag(void **state)
         assert_int_equal(has, connects);
         with += has;
     }
-    assert_int_equal(with, 9);
+    assert_int_equal(with, 30);
+}
+
+/* ---- Agents, conversations, messages, capabilities ------------------------------------------ */
+
+/* Every command and flag the troubleshooting guide writes parses as written. */
+static void test_guide_commands_parse(void **state)
+{
+    (void)state;
+    cli_invocation inv;
+    cx_error err;
+    assert_int_equal(PARSE(&inv, &err, "agents", "health-summary", "--critical-only"),
+                     CLI_PARSE_RUN);
+    assert_true(cli_flag_set(&inv, "critical-only"));
+    assert_int_equal(PARSE(&inv, &err, "agents", "validate-all", "--failed-only"), CLI_PARSE_RUN);
+    assert_true(cli_flag_set(&inv, "failed-only"));
+    assert_true(inv.command->options & CLI_CMD_OFFLINE);
+    assert_int_equal(PARSE(&inv, &err, "config", "audit-log", "--last-1h"), CLI_PARSE_RUN);
+    assert_int_equal(inv.window.since_ms, NOW_MS - 3600000);
+    assert_int_equal(PARSE(&inv, &err, "agents", "status", "--error-states-only"), CLI_PARSE_RUN);
+    assert_int_equal(inv.arg_count, 0);
+    assert_int_equal(PARSE(&inv, &err, "agents", "status", "agent-name", "--detailed"),
+                     CLI_PARSE_RUN);
+    assert_string_equal(inv.args[0], "agent-name");
+    assert_true(cli_flag_set(&inv, "detailed"));
+    assert_int_equal(PARSE(&inv, &err, "conversations", "queue-status", "agent-name"),
+                     CLI_PARSE_RUN);
+    assert_int_equal(PARSE(&inv, &err, "agents", "logs", "agent-name", "--level", "error",
+                           "--last-10min"),
+                     CLI_PARSE_RUN);
+    assert_string_equal(cli_flag_value(&inv, "level"), "error");
+    assert_true(inv.window.set);
+    assert_int_equal(inv.window.since_ms, NOW_MS - 600000);
+    assert_int_equal(PARSE(&inv, &err, "conversations", "drain-queue", "agent-name"),
+                     CLI_PARSE_RUN);
+    assert_int_equal(PARSE(&inv, &err, "agents", "scale", "agent-name", "--instances", "+1"),
+                     CLI_PARSE_RUN);
+    assert_string_equal(cli_flag_value(&inv, "instances"), "+1");
+    assert_int_equal(PARSE(&inv, &err, "agents", "reload-status", "agent-name"), CLI_PARSE_RUN);
+    assert_int_equal(PARSE(&inv, &err, "agents", "validate", "config-file.md", "--detailed"),
+                     CLI_PARSE_RUN);
+    assert_int_equal(PARSE(&inv, &err, "agents", "validate", "config-file.md",
+                           "--fix-suggestions"),
+                     CLI_PARSE_RUN);
+    assert_true(cli_flag_set(&inv, "fix-suggestions"));
+    assert_int_equal(PARSE(&inv, &err, "capabilities", "check-conflicts", "agent-name"),
+                     CLI_PARSE_RUN);
+    assert_int_equal(PARSE(&inv, &err, "agents", "reload", "agent-name", "--force",
+                           "--fallback-on-error"),
+                     CLI_PARSE_RUN);
+    assert_true(cli_flag_set(&inv, "force"));
+    assert_true(cli_flag_set(&inv, "fallback-on-error"));
+    assert_int_equal(inv.timeout_ms, 30000);
+}
+
+static void test_agents_parsing(void **state)
+{
+    (void)state;
+    cli_invocation inv;
+    cx_error err;
+    /* "-1" is a value, not a flag. */
+    assert_int_equal(PARSE(&inv, &err, "agents", "scale", "x", "--instances", "-1"),
+                     CLI_PARSE_RUN);
+    assert_string_equal(cli_flag_value(&inv, "instances"), "-1");
+    assert_int_equal(PARSE(&inv, &err, "agents", "scale", "x", "--instances=3"), CLI_PARSE_RUN);
+    assert_int_equal(PARSE(&inv, &err, "agents", "scale", "x"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "missing --instances +N|-N|N for 'agents scale'"));
+    assert_true(inv.error_shows_usage);
+    assert_int_equal(PARSE(&inv, &err, "agents", "scale", "--instances", "+1"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "missing NAME"));
+    assert_int_equal(PARSE(&inv, &err, "agents", "status", "a", "b"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "unexpected argument 'b'"));
+    assert_int_equal(PARSE(&inv, &err, "agents", "logs", "x", "--level", "eror"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "did you mean 'error'?"));
+    assert_int_equal(PARSE(&inv, &err, "agents", "logs", "x", "--since", "2h", "--until", "1h",
+                           "--limit", "20"),
+                     CLI_PARSE_RUN);
+    assert_int_equal(inv.window.since_ms, NOW_MS - 7200000);
+    assert_int_equal(inv.window.until_ms, NOW_MS - 3600000);
+    assert_int_equal(PARSE(&inv, &err, "agents", "logs", "x", "--last-soon"), CLI_PARSE_ERROR);
+    assert_int_equal(PARSE(&inv, &err, "agents", "list", "--state", "actve"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "did you mean 'active'?"));
+    assert_int_equal(PARSE(&inv, &err, "agents", "list", "--last-1h"), CLI_PARSE_ERROR);
+    assert_int_equal(PARSE(&inv, &err, "agents", "validate-all", "--failed-onyl"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "did you mean '--failed-only'?"));
+    assert_int_equal(PARSE(&inv, &err, "agents", "validate"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "missing FILE..."));
+    assert_int_equal(PARSE(&inv, &err, "agents", "validate", "a.md", "b.md", "c.md"),
+                     CLI_PARSE_RUN);
+    assert_int_equal(inv.arg_count, 3);
+    /* validate is offline: no --cacert; deploy talks to the server. */
+    assert_int_equal(PARSE(&inv, &err, "agents", "validate", "a.md", "--cacert", "c.pem"),
+                     CLI_PARSE_ERROR);
+    assert_int_equal(PARSE(&inv, &err, "agents", "deploy", "a.md", "--cacert", "c.pem"),
+                     CLI_PARSE_RUN);
+    assert_int_equal(PARSE(&inv, &err, "agents", "reload-stauts", "x"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "did you mean 'reload-status'?"));
+    assert_int_equal(PARSE(&inv, &err, "agent", "list"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "did you mean 'agents'?"));
+    assert_int_equal(PARSE(&inv, &err, "conversations", "list", "--state", "timed-out",
+                           "--agent", "x", "--limit", "5"),
+                     CLI_PARSE_RUN);
+    assert_int_equal(PARSE(&inv, &err, "conversations", "list", "--state", "suspended"),
+                     CLI_PARSE_ERROR);
+    assert_int_equal(PARSE(&inv, &err, "conversations", "show"), CLI_PARSE_ERROR);
+    assert_int_equal(PARSE(&inv, &err, "conversations", "dead-letters", "--requeue", "dl-1"),
+                     CLI_PARSE_RUN);
+    assert_string_equal(cli_flag_value(&inv, "requeue"), "dl-1");
+    assert_int_equal(PARSE(&inv, &err, "conversations", "drain-queue", "x", "--requeue-to"),
+                     CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "'--requeue-to' needs a value"));
+}
+
+static void test_flag_count(void **state)
+{
+    (void)state;
+    cli_invocation inv;
+    cx_error err;
+    uint64_t n;
+    assert_int_equal(PARSE(&inv, &err, "conversations", "list"), CLI_PARSE_RUN);
+    assert_int_equal(cli_flag_count(&inv, "limit", 50, 500, &n), CLI_EXIT_OK);
+    assert_int_equal(n, 50);
+    assert_int_equal(PARSE(&inv, &err, "conversations", "list", "--limit", "500"), CLI_PARSE_RUN);
+    assert_int_equal(cli_flag_count(&inv, "limit", 50, 500, &n), CLI_EXIT_OK);
+    assert_int_equal(n, 500);
+    const char *bad[] = {"0", "501", "-3", "+3", "1e3", "12abc", "99999999999999999999999", " 7"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--limit=%s", bad[i]);
+        assert_int_equal(PARSE(&inv, &err, "conversations", "list", flag), CLI_PARSE_RUN);
+        assert_int_equal(cli_flag_count(&inv, "limit", 50, 500, &n), CLI_EXIT_USAGE);
+    }
+}
+
+static void expect_instances(const char *text, const char *as_string, json_int_t as_int)
+{
+    cx_error err;
+    json_t *v = cli_scale_instances(text, &err);
+    if (!as_string && !as_int) {
+        assert_null(v);
+        assert_int_equal(err.code, CX_EINVAL);
+        return;
+    }
+    assert_non_null(v);
+    if (as_string)
+        assert_string_equal(json_string_value(v), as_string);
+    else
+        assert_int_equal(json_integer_value(v), as_int);
+    json_decref(v);
+}
+
+static void test_scale_instances(void **state)
+{
+    (void)state;
+    expect_instances("+1", "+1", 0);
+    expect_instances("-1", "-1", 0);
+    expect_instances("+12", "+12", 0);
+    expect_instances("3", NULL, 3);
+    expect_instances("64", NULL, 64);
+    expect_instances("0", NULL, 0);
+    expect_instances("65", NULL, 0);
+    expect_instances("+0", NULL, 0);
+    expect_instances("+65", NULL, 0);
+    expect_instances("-65", NULL, 0);
+    expect_instances("+50%", NULL, 0);
+    expect_instances("+1MB", NULL, 0);
+    expect_instances("many", NULL, 0);
+    expect_instances("", NULL, 0);
+    expect_instances("99999999999999999999999", NULL, 0);
+}
+
+static json_t *message_from(cx_error *err, ...)
+{
+    char *argv[32] = {"caxton", "messages", "send"};
+    int argc = 3;
+    va_list ap;
+    va_start(ap, err);
+    for (char *word; (word = va_arg(ap, char *)) != NULL && argc < 31;)
+        argv[argc++] = word;
+    va_end(ap);
+    cli_invocation inv;
+    assert_int_equal(cli_parse(&cli_builtin_table, argc, argv, no_env, NOW_MS, &inv, err),
+                     CLI_PARSE_RUN);
+    return cli_message_body(&inv, err);
+}
+
+static void test_message_body(void **state)
+{
+    (void)state;
+    cx_error err;
+    cli_invocation inv;
+    /* --content is required by the table; the target by cli_message_body. */
+    assert_int_equal(PARSE(&inv, &err, "messages", "send", "--to", "a"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "missing --content TEXT"));
+    assert_null(message_from(&err, "--content", "hi", NULL));
+    assert_non_null(strstr(err.msg, "exactly one of --to AGENT and --capability CAP"));
+    assert_null(message_from(&err, "--to", "a", "--capability", "b", "--content", "hi", NULL));
+    assert_int_equal(err.code, CX_EINVAL);
+
+    json_t *body = message_from(&err, "--to", "invoice-checker", "--content", "check 42", NULL);
+    assert_non_null(body);
+    assert_string_equal(json_string_value(json_object_get(body, "performative")), "request");
+    assert_string_equal(json_string_value(json_object_get(body, "receiver")), "invoice-checker");
+    assert_string_equal(json_string_value(json_object_get(body, "content")), "check 42");
+    assert_null(json_object_get(body, "capability"));
+    assert_null(json_object_get(body, "conversation_id"));
+    json_decref(body);
+
+    /* Without --json-content, JSON-looking text is still a string. */
+    body = message_from(&err, "--capability", "po-lookup", "--content", "{\"po\":7}", NULL);
+    assert_non_null(body);
+    assert_string_equal(json_string_value(json_object_get(body, "content")), "{\"po\":7}");
+    assert_string_equal(json_string_value(json_object_get(body, "capability")), "po-lookup");
+    json_decref(body);
+
+    body = message_from(&err, "--capability", "po-lookup", "--content", "{\"po\":7}",
+                        "--json-content", "--performative", "query-ref", "--conversation", "c-1",
+                        "--in-reply-to", "r-1", "--wait", "10s", NULL);
+    assert_non_null(body);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(body, "content"), "po")),
+                     7);
+    assert_string_equal(json_string_value(json_object_get(body, "performative")), "query-ref");
+    assert_string_equal(json_string_value(json_object_get(body, "conversation_id")), "c-1");
+    assert_string_equal(json_string_value(json_object_get(body, "in_reply_to")), "r-1");
+    json_decref(body);
+    body = message_from(&err, "--to", "a", "--content", "42", "--json-content", NULL);
+    assert_true(json_is_integer(json_object_get(body, "content")));
+    json_decref(body);
+
+    assert_null(message_from(&err, "--to", "a", "--content", "{oops", "--json-content", NULL));
+    assert_non_null(strstr(err.msg, "--content is not valid JSON"));
+    assert_null(message_from(&err, "--to", "a", "--content", "{\"a\":1,\"a\":2}",
+                             "--json-content", NULL));
+    assert_null(message_from(&err, "--to", "a", "--content", "bad \xff utf-8", NULL));
+    assert_non_null(strstr(err.msg, "not valid UTF-8"));
+
+    assert_int_equal(PARSE(&inv, &err, "messages", "send", "--to", "a", "--content", "x",
+                           "--performative", "reqest"),
+                     CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "did you mean 'request'?"));
+    assert_int_equal(PARSE(&inv, &err, "messages", "send", "--to", "a", "--content", "x",
+                           "--wait", "soon"),
+                     CLI_PARSE_ERROR);
+    assert_int_equal(PARSE(&inv, &err, "messages", "sned"), CLI_PARSE_ERROR);
+    assert_non_null(strstr(err.msg, "did you mean 'send'?"));
+}
+
+static void expect_error_state(const char *agent_json, const char *why_part)
+{
+    json_t *agent = json_loads(agent_json, 0, NULL);
+    assert_non_null(agent);
+    char why[256];
+    bool bad = cli_agent_error_state(agent, why, sizeof why);
+    if (why_part) {
+        assert_true(bad);
+        assert_non_null(strstr(why, why_part));
+    } else {
+        assert_false(bad);
+        assert_string_equal(why, "");
+    }
+    json_decref(agent);
+}
+
+static void test_agent_error_state(void **state)
+{
+    (void)state;
+    expect_error_state("{\"state\":\"active\",\"reload_status\":\"ok\","
+                       "\"queue\":{\"depth\":5}}",
+                       NULL);
+    expect_error_state("{\"state\":\"suspended\",\"queue\":{\"depth\":0}}", NULL);
+    expect_error_state("{\"state\":\"loading\"}", NULL);
+    expect_error_state("{\"state\":\"stopped\"}", NULL);
+    expect_error_state("{}", NULL);
+    expect_error_state("{\"state\":\"failed\",\"state_reason\":\"module trap\"}",
+                       "failed: module trap");
+    expect_error_state("{\"state\":\"failed\",\"state_reason\":null}", "failed");
+    expect_error_state("{\"state\":\"reloading\"}", "reloading");
+    expect_error_state("{\"state\":\"draining\",\"queue\":{\"depth\":7}}",
+                       "draining, 7 queued");
+    expect_error_state("{\"state\":\"suspended\",\"queue\":{\"depth\":3}}",
+                       "suspended with 3 messages queued");
+    expect_error_state("{\"state\":\"active\",\"reload_status\":\"failed\","
+                       "\"version\":\"1.2.0\"}",
+                       "last reload failed, running version 1.2.0");
+    expect_error_state("{\"state\":\"failed\",\"reload_status\":\"failed\"}",
+                       "its last reload failed");
+    /* Wrong types are not trusted: no crash, no error state. */
+    expect_error_state("{\"state\":7,\"queue\":\"full\",\"reload_status\":[]}", NULL);
+}
+
+static void test_print_diagnostics(void **state)
+{
+    (void)state;
+    json_t *diags = json_loads(
+        "[{\"severity\":\"error\",\"line\":4,\"column\":3,\"field\":\"llm.temperature\","
+        "\"message\":\"expected 0 to 2, got 5\",\"hint\":\"use a value from 0 to 2\"},"
+        " {\"severity\":\"warning\",\"line\":0,\"column\":0,\"field\":\"\","
+        "\"message\":\"evil\\u001b[2J\\nline\",\"hint\":null},"
+        " {\"line\":\"x\"}]",
+        0, NULL);
+    assert_non_null(diags);
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    cli_print_diagnostics(out, "agents/x.md", diags);
+    fclose(out);
+    assert_string_equal(text, "agents/x.md:4:3: error: llm.temperature: expected 0 to 2, got 5\n"
+                              "  hint: use a value from 0 to 2\n"
+                              "agents/x.md: warning: evil [2J line\n"
+                              "agents/x.md: error: ?\n");
+    free(text);
+    json_decref(diags);
+}
+
+static void test_api_paths(void **state)
+{
+    (void)state;
+    char *path = cli_api_path("/api/v1/agents/", "../../tokens?x=1", "/reload");
+    assert_string_equal(path, "/api/v1/agents/..%2F..%2Ftokens%3Fx%3D1/reload");
+    free(path);
+    path = cli_api_path("/api/v1/agents/", "invoice-checker", NULL);
+    assert_string_equal(path, "/api/v1/agents/invoice-checker");
+    free(path);
+    strbuf sb;
+    strbuf_init(&sb);
+    assert_int_equal(strbuf_appends(&sb, "/api/v1/conversations"), 0);
+    assert_int_equal(cli_query_add(&sb, "agent", NULL), 0);
+    assert_int_equal(cli_query_add(&sb, "agent", "a&b=c"), 0);
+    assert_int_equal(cli_query_add(&sb, "state", "timed-out"), 0);
+    assert_string_equal(sb.data, "/api/v1/conversations?agent=a%26b%3Dc&state=timed-out");
+    strbuf_free(&sb);
+
+    json_t *doc = json_loads("{\"a\":[\"x\",2,null,{\"k\":1}],\"n\":3.9,\"s\":\"7\"}", 0,
+                             NULL);
+    char *joined = output_join(json_object_get(doc, "a"));
+    assert_string_equal(joined, "x, 2, -, {\"k\":1}");
+    free(joined);
+    joined = output_join(json_object_get(doc, "missing"));
+    assert_string_equal(joined, "-");
+    free(joined);
+    assert_int_equal(output_int(doc, "n"), 3);
+    assert_int_equal(output_int(doc, "s"), 0);
+    assert_int_equal(output_int(NULL, "n"), 0);
+    json_decref(doc);
+
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    output_text(out, "one\r\n\ttwo\x1b[0m\n\nthree", "> ");
+    output_line(out, "a\nb %s", "c\ad");
+    fclose(out);
+    assert_string_equal(text, "> one\n> \ttwo [0m\n> \n> three\na b c d\n");
+    free(text);
 }
 
 /* ---- Time windows --------------------------------------------------------------------------- */
@@ -537,6 +909,21 @@ static void test_completion_script(void **state)
     assert_non_null(strstr(sb.data, "--data-dir) COMPREPLY=($(compgen -d"));
     assert_non_null(strstr(sb.data, "--cacert) COMPREPLY=($(compgen -f"));
     assert_non_null(strstr(sb.data, "\"token list\") flags=\"$flags --cacert\""));
+    assert_non_null(strstr(sb.data, "agents) COMPREPLY=($(compgen -W \"list status health-summary "
+                                    "suspend resume logs scale reload reload-status deploy "
+                                    "update remove validate validate-all\""));
+    assert_non_null(strstr(sb.data, "conversations) COMPREPLY=($(compgen -W \"queue-status "
+                                    "drain-queue list show dead-letters\""));
+    assert_non_null(strstr(sb.data, "messages) COMPREPLY=($(compgen -W \"send\""));
+    assert_non_null(strstr(sb.data, "capabilities) COMPREPLY=($(compgen -W \"list "
+                                    "check-conflicts\""));
+    assert_non_null(strstr(sb.data, "config) COMPREPLY=($(compgen -W \"validate show "
+                                    "audit-log\""));
+    assert_non_null(strstr(sb.data, "--level) COMPREPLY=($(compgen -W \"debug info warn error\""));
+    assert_non_null(strstr(sb.data, "\"agents logs\") flags=\"$flags --level --limit --cacert "
+                                    "--last-5min --last-1h --last-24h --since --until\""));
+    assert_non_null(strstr(sb.data, "\"agents validate\") COMPREPLY=($(compgen -f"));
+    assert_non_null(strstr(sb.data, " --instances "));
     strbuf_free(&sb);
 
     strbuf_init(&sb);
@@ -563,6 +950,14 @@ int main(void)
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_environment),
         cmocka_unit_test(test_cacert_flag),
+        cmocka_unit_test(test_guide_commands_parse),
+        cmocka_unit_test(test_agents_parsing),
+        cmocka_unit_test(test_flag_count),
+        cmocka_unit_test(test_scale_instances),
+        cmocka_unit_test(test_message_body),
+        cmocka_unit_test(test_agent_error_state),
+        cmocka_unit_test(test_print_diagnostics),
+        cmocka_unit_test(test_api_paths),
         cmocka_unit_test(test_window_last),
         cmocka_unit_test(test_window_since_until),
         cmocka_unit_test(test_rfc3339),

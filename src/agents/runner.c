@@ -1,0 +1,348 @@
+/* The runner: how a configuration agent answers a message.
+ *
+ * An idle instance of an active agent takes the next message (by priority),
+ * builds the LLM context (the system prompt from the definition, the recent
+ * conversation within `conversation.context_window`, the message), and calls
+ * the agent's provider asynchronously. The answer goes back through the
+ * router as the reply; any error (provider down after retries, time limit,
+ * token budget spent) becomes a failure reply with the reason. One message
+ * at a time per instance; instances of one agent share its queue.
+ *
+ * The loop is written around one provider call per message; tool calls will
+ * turn the single call into rounds of call → tools → call, with
+ * limits.max_tool_calls and the same deadline. */
+#include "agents/agent_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "llm/llm.h"
+#include "messaging/router.h"
+
+#define CONTEXT_CHARS_PER_TOKEN 4
+#define MAX_HISTORY_MESSAGES 400
+
+static void finish(instance *in, uint64_t latency_ms)
+{
+    agent *ag = in->owner;
+    in->busy = false;
+    in->call = NULL;
+    in->processed++;
+    def_ref_release(in->def);
+    in->def = NULL;
+    ag->busy--;
+    ag->reg->busy--;
+    ag->latency_ms[ag->latency_count++ % AGENT_LATENCY_SAMPLES] = latency_ms;
+    agent_count_rate(ag, false);
+    if (ag->removed)
+        registry_maybe_free(ag);
+    else
+        runner_kick(ag);
+}
+
+static uint64_t elapsed_ms(const instance *in)
+{
+    return (time_monotonic_ns() - in->started_ns) / 1000000u;
+}
+
+static void fail_message(instance *in, const char *reason, const char *detail)
+{
+    agent *ag = in->owner;
+    ag->failed++;
+    agent_record_error(ag, "%s: %s", reason, detail);
+    uint64_t seq = in->seq;
+    uint64_t latency = elapsed_ms(in);
+    /* finish first: the failure reply may land on this agent's own queue */
+    char name[AGENTDEF_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s", ag->name);
+    router *rt = ag->reg->a->router;
+    finish(in, latency);
+    router_fail(rt, seq, name, reason, detail, true);
+}
+
+/* The text of a message's content for the LLM. */
+static char *content_text(const json_t *content)
+{
+    if (json_is_string(content))
+        return str_dup(json_string_value(content));
+    return content ? json_dumps(content, JSON_COMPACT | JSON_ENCODE_ANY) : str_dup("");
+}
+
+typedef struct context {
+    llm_message *msgs;
+    char **texts;
+    size_t count;
+} context;
+
+static void context_free(context *c)
+{
+    for (size_t i = 0; i < c->count; i++)
+        free(c->texts[i]);
+    free(c->texts);
+    free(c->msgs);
+}
+
+/* Builds system prompt + history + message within the context window,
+ * dropping the oldest history first. */
+static int build_context(agent *ag, const agent_def *def, const acl_message *m, context *c)
+{
+    memset(c, 0, sizeof *c);
+    json_t *history = NULL;
+    size_t max_history = (size_t)def->conversation_max_turns * 2;
+    if (max_history > MAX_HISTORY_MESSAGES)
+        max_history = MAX_HISTORY_MESSAGES;
+    if (max_history)
+        history = router_history(ag->reg->a->router, m->conversation_id, max_history + 1);
+    size_t n = json_array_size(history);
+    c->msgs = calloc(n + 2, sizeof *c->msgs);
+    c->texts = calloc(n + 2, sizeof *c->texts);
+    if (!c->msgs || !c->texts) {
+        json_decref(history);
+        context_free(c);
+        return CX_ENOMEM;
+    }
+    char *prompt = agentdef_render_prompt(def, NULL);
+    if (!prompt) {
+        json_decref(history);
+        context_free(c);
+        return CX_ENOMEM;
+    }
+    size_t budget = (size_t)def->conversation_context_window * CONTEXT_CHARS_PER_TOKEN;
+    char *current = content_text(m->content);
+    size_t used = strlen(prompt) + (current ? strlen(current) : 0);
+
+    /* newest history first, until the window is full */
+    size_t first = n;
+    for (size_t k = n; k-- > 0;) {
+        json_t *h = json_array_get(history, k);
+        if (strcmp(json_string_value(json_object_get(h, "message_id")) ?: "", m->message_id) == 0)
+            continue;
+        char *text = content_text(json_object_get(h, "content"));
+        size_t len = text ? strlen(text) + 32 : 32;
+        free(text);
+        if (used + len > budget)
+            break;
+        used += len;
+        first = k;
+    }
+    c->texts[c->count] = prompt;
+    c->msgs[c->count++] = (llm_message){LLM_ROLE_SYSTEM, prompt};
+    for (size_t k = first; k < n; k++) {
+        json_t *h = json_array_get(history, k);
+        if (strcmp(json_string_value(json_object_get(h, "message_id")) ?: "", m->message_id) == 0)
+            continue;
+        const char *sender = json_string_value(json_object_get(h, "sender"));
+        const char *perf = json_string_value(json_object_get(h, "performative"));
+        char *text = content_text(json_object_get(h, "content"));
+        bool mine = sender && strcmp(sender, ag->name) == 0;
+        strbuf sb;
+        strbuf_init(&sb);
+        if (mine)
+            strbuf_appends(&sb, text ? text : "");
+        else
+            strbuf_appendf(&sb, "[%s from %s] %s", perf ? perf : "message",
+                           sender ? sender : "?", text ? text : "");
+        free(text);
+        char *line = strbuf_detach(&sb);
+        if (!line)
+            continue;
+        c->texts[c->count] = line;
+        c->msgs[c->count++] = (llm_message){mine ? LLM_ROLE_ASSISTANT : LLM_ROLE_USER, line};
+    }
+    json_decref(history);
+    strbuf sb;
+    strbuf_init(&sb);
+    strbuf_appendf(&sb, "[%s from %s] %s", acl_performative_name(m->performative), m->sender,
+                   current ? current : "");
+    free(current);
+    char *line = strbuf_detach(&sb);
+    if (!line) {
+        context_free(c);
+        return CX_ENOMEM;
+    }
+    c->texts[c->count] = line;
+    c->msgs[c->count++] = (llm_message){LLM_ROLE_USER, line};
+    return 0;
+}
+
+/* The performative an answer to m takes. */
+static acl_performative answer_to(acl_performative p)
+{
+    return p == ACL_CFP ? ACL_PROPOSE : ACL_INFORM;
+}
+
+/* Messages that answer something the agent asked need no answer back. */
+static bool needs_answer(const acl_message *m)
+{
+    if (!m->in_reply_to)
+        return true;
+    switch (m->performative) {
+    case ACL_INFORM:
+    case ACL_FAILURE:
+    case ACL_REFUSE:
+    case ACL_AGREE:
+    case ACL_NOT_UNDERSTOOD:
+    case ACL_CONFIRM:
+    case ACL_DISCONFIRM:
+    case ACL_REJECT_PROPOSAL:
+    case ACL_PROPOSE:
+        return false;
+    default:
+        return true;
+    }
+}
+
+static bool budget_spent(agent *ag, const agent_def *def)
+{
+    if (!def->limits_token_budget.tokens)
+        return false;
+    uint64_t now = time_now_ms();
+    if (now - ag->budget_period_start_ms >= def->limits_token_budget.period_ms) {
+        ag->budget_period_start_ms = now;
+        ag->budget_used = 0;
+    }
+    return ag->budget_used >= def->limits_token_budget.tokens;
+}
+
+static void on_llm_done(const llm_result *res, void *arg)
+{
+    instance *in = arg;
+    agent *ag = in->owner;
+    in->call = NULL;
+    ag->llm_calls++;
+    ag->prompt_tokens += res->prompt_tokens;
+    ag->completion_tokens += res->completion_tokens;
+    ag->budget_used += res->prompt_tokens + res->completion_tokens;
+    if (res->code != 0) {
+        ag->llm_errors++;
+        fail_message(in, res->reason ? res->reason : "provider-error", res->detail);
+        return;
+    }
+    const acl_message *m = router_message(ag->reg->a->router, in->seq);
+    acl_performative p = answer_to(m ? m->performative : ACL_REQUEST);
+    uint64_t seq = in->seq;
+    uint64_t latency = elapsed_ms(in);
+    json_t *content = json_string(res->text ? res->text : "");
+    if (!content) {
+        fail_message(in, "internal", "the answer is not valid UTF-8 text");
+        return;
+    }
+    ag->answered++;
+    log_event(LOG_STREAM_AGENTS, LOG_INFO, "runner",
+              json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:i}", "event", "message_answered",
+                        "agent", ag->name, "message_id", in->message_id, "performative",
+                        acl_performative_name(p), "latency_ms", (json_int_t)latency,
+                        "prompt_tokens", (json_int_t)res->prompt_tokens, "completion_tokens",
+                        (json_int_t)res->completion_tokens, "attempts", (int)res->attempts),
+              "agent %s answered %s in %llu ms", ag->name, in->message_id,
+              (unsigned long long)latency);
+    char name[AGENTDEF_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s", ag->name);
+    router *rt = ag->reg->a->router;
+    finish(in, latency);
+    router_reply(rt, seq, p, content, name);
+    json_decref(content);
+}
+
+static void start(instance *in, uint64_t seq)
+{
+    agent *ag = in->owner;
+    router *rt = ag->reg->a->router;
+    const acl_message *m = router_message(rt, seq);
+    if (!m)
+        return;
+    in->busy = true;
+    in->seq = seq;
+    snprintf(in->message_id, sizeof in->message_id, "%s", m->message_id);
+    in->started_ns = time_monotonic_ns();
+    in->def = ag->def;
+    in->def->refs++;
+    ag->busy++;
+    ag->reg->busy++;
+    const agent_def *def = in->def->def;
+
+    if (!needs_answer(m)) {
+        finish(in, 0);
+        router_done(rt, seq);
+        return;
+    }
+    if (budget_spent(ag, def)) {
+        fail_message(in, "budget-exhausted", "the agent's limits.token_budget is spent for this "
+                     "period");
+        return;
+    }
+    if (!def->llm_provider) {
+        fail_message(in, LLM_REASON_CONFIG, "the agent names no llm.provider and the server "
+                     "has no single provider to default to");
+        return;
+    }
+    if (!ag->reg->a->llm) {
+        fail_message(in, LLM_REASON_UNKNOWN_PROVIDER, "no LLM providers are configured "
+                     "(llm.providers)");
+        return;
+    }
+    context c;
+    if (build_context(ag, def, m, &c) < 0) {
+        fail_message(in, "internal", "out of memory building the context");
+        return;
+    }
+    uint64_t now_mono = time_monotonic_ns() / 1000000u;
+    uint64_t deadline = now_mono + def->limits_max_execution_time_ms;
+    if (m->reply_by_ms) {
+        uint64_t now = time_now_ms();
+        uint64_t left = m->reply_by_ms > now ? m->reply_by_ms - now : 0;
+        if (now_mono + left < deadline)
+            deadline = now_mono + left;
+    }
+    llm_request req = {
+        .provider = def->llm_provider,
+        .model = def->llm_model,
+        .temperature = def->llm_temperature,
+        .temperature_set = def->llm_temperature_set,
+        .max_tokens = def->llm_max_tokens,
+        .messages = c.msgs,
+        .message_count = c.count,
+        .deadline_ms = deadline,
+        .agent = ag->name,
+    };
+    cx_error err;
+    in->call = llm_chat(ag->reg->a->llm, &req, on_llm_done, in, &err);
+    context_free(&c);
+    if (!in->call)
+        fail_message(in, err.code == CX_ENOTFOUND ? LLM_REASON_UNKNOWN_PROVIDER : LLM_REASON_CONFIG,
+                     err.msg);
+}
+
+void runner_kick(agent *ag)
+{
+    if (ag->state != AGENT_ACTIVE || ag->reg->quiesced || ag->removed || !ag->def)
+        return;
+    for (size_t i = 0; i < ag->inst_count; i++) {
+        instance *in = &ag->inst[i];
+        if (in->busy)
+            continue;
+        uint64_t seq;
+        if (!agent_next_message(ag, &seq))
+            return;
+        start(in, seq);
+        if (ag->state != AGENT_ACTIVE || ag->removed)
+            return;
+    }
+}
+
+void runner_abort(instance *in)
+{
+    if (!in->busy)
+        return;
+    if (in->call)
+        llm_call_cancel(in->call);
+    in->call = NULL;
+    agent *ag = in->owner;
+    in->busy = false;
+    def_ref_release(in->def);
+    in->def = NULL;
+    ag->busy--;
+    ag->reg->busy--;
+}

@@ -1,0 +1,1150 @@
+/* The LLM client: provider calls queued, retried and carried by libcurl's
+ * multi interface on the libuv loop.
+ *
+ * Transport: one CURLM per client. curl tells us which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION, one uv_poll each) and when it next needs time
+ * (CURLMOPT_TIMERFUNCTION, one uv_timer); we hand events back with
+ * curl_multi_socket_action and then collect finished transfers. Every
+ * attempt is a fresh easy handle; connections and DNS answers are shared
+ * through the multi handle, so retries and later calls reuse them.
+ *
+ * A call moves through QUEUED (waiting for one of the provider's
+ * max_concurrency slots, FIFO) -> RUNNING (an attempt in flight) ->
+ * BACKOFF (between attempts, slot given back, then first in line again) ->
+ * DONE (result stored) -> DELIVERING (callback running) -> CLOSING. Each
+ * call owns one uv_timer, used for whichever wait its state has: the
+ * deadline while queued, the backoff, and a zero timeout to run the
+ * callback on the next loop turn. User callbacks therefore only ever run
+ * from that timer, never from inside curl or inside llm_chat, so a callback
+ * may start, cancel or close anything.
+ *
+ * Providers are looked up by name; a name's queue and counters survive a
+ * reconfigure, while its settings are swapped: a call keeps a reference to
+ * the settings it started with. Closing fails every live call with
+ * "shutting-down" on the next loop turn, tears down curl, closes every
+ * handle, and frees the client in the last close callback. */
+#include "llm/llm.h"
+
+#include <curl/curl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "llm/llm_internal.h"
+
+#define LLM_MAX_MESSAGES 10000                   /* in one request */
+#define LLM_MAX_REQUEST (32u * 1024 * 1024)      /* bytes of one request body */
+#define RETRY_AFTER_TEXT_MAX 64                  /* bytes of the header value kept */
+#define LAST_ERROR_MAX 560                      /* reason + detail */
+#define NO_PROXY_HOSTS "localhost,127.0.0.1,::1" /* never through a proxy */
+
+/* One provider name's runtime: its queue, slots and counters. */
+typedef struct provider {
+    unsigned refs;          /* the client's list, and each call */
+    llm_settings *settings; /* the current ones */
+    unsigned in_flight;
+    size_t queued;
+    llm_call *queue_head, *queue_tail;
+    uint64_t requests, errors, retries, prompt_tokens, completion_tokens;
+    char last_error[LAST_ERROR_MAX];
+} provider;
+
+typedef enum call_state {
+    CALL_QUEUED,
+    CALL_RUNNING,
+    CALL_BACKOFF,
+    CALL_DONE,
+    CALL_DELIVERING,
+    CALL_CLOSING,
+} call_state;
+
+struct llm_call {
+    llm_client *client;
+    provider *prov;
+    llm_settings *settings; /* as when the call started */
+    llm_done_fn done;
+    void *arg;
+    call_state state;
+    uv_timer_t timer;
+    llm_call *prev, *next;             /* the client's live calls */
+    llm_call *queue_prev, *queue_next; /* the provider's queue */
+    bool holds_slot;
+    char *agent;
+    char *body;
+    size_t body_len;
+    struct curl_slist *headers;
+    uint64_t start_ms, deadline_ms, attempt_start_ms;
+    bool attempt_capped; /* this attempt's time limit is the deadline */
+    CURL *easy;
+    strbuf response;
+    bool too_big;
+    char retry_after[RETRY_AFTER_TEXT_MAX];
+    char errbuf[CURL_ERROR_SIZE];
+    llm_result result;
+    char *text, *finish_reason, *used_model;
+};
+
+typedef struct llm_socket {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    llm_client *client;
+    struct llm_socket *prev, *next;
+} llm_socket;
+
+struct llm_client {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer; /* curl's timeouts */
+    provider **providers;
+    size_t provider_count;
+    llm_call *calls;
+    llm_socket *sockets;
+    size_t open_handles; /* initialized uv handles whose close has not run */
+    bool closing;
+    uint64_t rng;
+};
+
+/* Why an attempt did not produce an answer, and whether to try again. */
+typedef struct attempt_failure {
+    int code;
+    const char *reason;
+    bool retry;
+    char detail[sizeof(((llm_result *)0)->detail)];
+} attempt_failure;
+
+static uint64_t now_ms(void) { return time_monotonic_ns() / 1000000u; }
+
+static uint64_t add_saturated(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* xorshift64*: jitter only needs to be spread, not secret. */
+static double client_random(llm_client *c)
+{
+    c->rng ^= c->rng >> 12;
+    c->rng ^= c->rng << 25;
+    c->rng ^= c->rng >> 27;
+    return (double)((c->rng * UINT64_C(2685821657736338717)) >> 11) * 0x1.0p-53;
+}
+
+/* ---- Pure pieces ----------------------------------------------------------------------------- */
+
+uint64_t llm_backoff_ms(unsigned attempt, double random)
+{
+    uint64_t ceiling = LLM_BACKOFF_MAX_MS;
+    unsigned doublings = attempt > 0 ? attempt - 1 : 0;
+    if (doublings < 32 && ((uint64_t)LLM_BACKOFF_BASE_MS << doublings) < ceiling)
+        ceiling = (uint64_t)LLM_BACKOFF_BASE_MS << doublings;
+    if (!(random > 0))
+        return 0; /* also NaN */
+    uint64_t ms = random < 1 ? (uint64_t)(random * (double)ceiling) : ceiling;
+    return ms < ceiling ? ms : ceiling - 1;
+}
+
+int64_t llm_parse_retry_after(const char *value, int64_t now_epoch_s)
+{
+    if (!value)
+        return -1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t len = strlen(value);
+    while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t' ||
+                       value[len - 1] == '\r' || value[len - 1] == '\n'))
+        len--;
+    if (len == 0 || len >= RETRY_AFTER_TEXT_MAX)
+        return -1;
+    const int64_t cap_s = LLM_RETRY_AFTER_MAX_MS / 1000;
+    if (strspn(value, "0123456789") >= len) {
+        int64_t seconds = 0;
+        for (size_t i = 0; i < len && seconds <= cap_s; i++)
+            seconds = seconds * 10 + (value[i] - '0');
+        return seconds >= cap_s ? (int64_t)LLM_RETRY_AFTER_MAX_MS : seconds * 1000;
+    }
+    /* An HTTP date names a month and has a time of day; anything else
+     * (a sign, a fraction, words) is not a Retry-After value. */
+    char text[RETRY_AFTER_TEXT_MAX];
+    memcpy(text, value, len);
+    text[len] = '\0';
+    if (!strchr(text, ':') || strspn(text, "+-0123456789.") > 0)
+        return -1;
+    time_t when = curl_getdate(text, NULL);
+    if (when == (time_t)-1)
+        return -1;
+    int64_t wait_s = (int64_t)when - now_epoch_s;
+    if (wait_s <= 0)
+        return 0;
+    return wait_s >= cap_s ? (int64_t)LLM_RETRY_AFTER_MAX_MS : wait_s * 1000;
+}
+
+/* ---- Providers and their queues -------------------------------------------------------------- */
+
+static provider *provider_new(llm_settings *settings)
+{
+    provider *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->refs = 1;
+    p->settings = settings;
+    return p;
+}
+
+static void provider_unref(provider *p)
+{
+    if (!p || --p->refs > 0)
+        return;
+    llm_settings_release(p->settings);
+    free(p);
+}
+
+static provider *client_find(const llm_client *c, const char *name)
+{
+    if (!name)
+        return c->provider_count == 1 ? c->providers[0] : NULL;
+    for (size_t i = 0; i < c->provider_count; i++)
+        if (strcmp(c->providers[i]->settings->name, name) == 0)
+            return c->providers[i];
+    return NULL;
+}
+
+static void queue_push(provider *p, llm_call *call, bool front)
+{
+    call->queue_prev = call->queue_next = NULL;
+    if (!p->queue_head) {
+        p->queue_head = p->queue_tail = call;
+    } else if (front) {
+        call->queue_next = p->queue_head;
+        p->queue_head->queue_prev = call;
+        p->queue_head = call;
+    } else {
+        call->queue_prev = p->queue_tail;
+        p->queue_tail->queue_next = call;
+        p->queue_tail = call;
+    }
+    p->queued++;
+}
+
+static void queue_remove(provider *p, llm_call *call)
+{
+    if (call->queue_prev)
+        call->queue_prev->queue_next = call->queue_next;
+    else
+        p->queue_head = call->queue_next;
+    if (call->queue_next)
+        call->queue_next->queue_prev = call->queue_prev;
+    else
+        p->queue_tail = call->queue_prev;
+    call->queue_prev = call->queue_next = NULL;
+    p->queued--;
+}
+
+static bool provider_has_slot(const provider *p)
+{
+    return p->in_flight < p->settings->max_concurrency;
+}
+
+/* ---- Finishing and delivering ---------------------------------------------------------------- */
+
+static void call_log(const llm_call *call, log_level level, const char *detail, uint64_t wait_ms,
+                     const char *what)
+{
+    if (level < log_get_level())
+        return;
+    json_t *fields = json_pack("{s:s, s:s?, s:i, s:i, s:I}", "provider", call->settings->name,
+                               "agent", call->agent, "attempt", (int)call->result.attempts,
+                               "status", (int)call->result.http_status, "elapsed_ms",
+                               (json_int_t)(now_ms() - call->start_ms));
+    if (fields && detail && *detail)
+        json_object_set_new(fields, "error", json_string(detail));
+    if (fields && wait_ms)
+        json_object_set_new(fields, "retry_in_ms", json_integer((json_int_t)wait_ms));
+    log_event(LOG_STREAM_SERVER, level, "llm", fields, "%s", what);
+}
+
+static void on_call_closed(uv_handle_t *handle);
+static void on_deliver(uv_timer_t *timer);
+
+static void client_maybe_free(llm_client *c)
+{
+    if (!c->closing || c->open_handles > 0)
+        return;
+    for (size_t i = 0; i < c->provider_count; i++)
+        provider_unref(c->providers[i]);
+    free(c->providers);
+    free(c);
+    curl_global_cleanup();
+}
+
+static void headers_free(struct curl_slist *list)
+{
+    for (struct curl_slist *h = list; h; h = h->next) {
+        volatile char *p = h->data; /* one of them carries the key */
+        while (*p)
+            *p++ = '\0';
+    }
+    curl_slist_free_all(list);
+}
+
+/* Takes the call out of the client's list of live calls (if it is there). */
+static void call_unlink(llm_call *call)
+{
+    llm_client *c = call->client;
+    if (call->prev)
+        call->prev->next = call->next;
+    else if (c->calls == call)
+        c->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    call->prev = call->next = NULL;
+}
+
+/* Unlinks the call and closes its timer; memory goes in on_call_closed. */
+static void call_destroy(llm_call *call)
+{
+    call_unlink(call);
+    call->state = CALL_CLOSING;
+    uv_timer_stop(&call->timer);
+    uv_close((uv_handle_t *)&call->timer, on_call_closed);
+}
+
+static void on_call_closed(uv_handle_t *handle)
+{
+    llm_call *call = handle->data;
+    llm_client *c = call->client;
+    provider_unref(call->prov);
+    llm_settings_release(call->settings);
+    headers_free(call->headers);
+    strbuf_free(&call->response);
+    free(call->agent);
+    free(call->body);
+    free(call->text);
+    free(call->finish_reason);
+    free(call->used_model);
+    free(call);
+    c->open_handles--;
+    client_maybe_free(c);
+}
+
+/* Stores the outcome and runs the callback on the next loop turn. The call
+ * holds no slot and no transfer here. */
+static void call_finish(llm_call *call, int code, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void call_finish(llm_call *call, int code, const char *reason, const char *fmt, ...)
+{
+    llm_result *r = &call->result;
+    r->code = code;
+    r->reason = code ? reason : NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->detail, sizeof r->detail, fmt, ap);
+    va_end(ap);
+    llm_redact(r->detail, call->settings->api_key);
+    text_make_utf8(r->detail);
+    provider *p = call->prov;
+    /* A shutdown is not the provider's failure: no count, no line per call. */
+    if (code && strcmp(reason, LLM_REASON_SHUTDOWN) != 0) {
+        p->errors++;
+        snprintf(p->last_error, sizeof p->last_error, "%s: %s", reason, r->detail);
+        text_make_utf8(p->last_error);
+        call_log(call, LOG_WARN, r->detail, 0, "LLM call failed");
+    } else if (code == 0) {
+        p->prompt_tokens = add_saturated(p->prompt_tokens, r->prompt_tokens);
+        p->completion_tokens = add_saturated(p->completion_tokens, r->completion_tokens);
+    }
+    call->state = CALL_DONE;
+    uv_timer_stop(&call->timer);
+    uv_timer_start(&call->timer, on_deliver, 0, 0);
+}
+
+static void on_deliver(uv_timer_t *timer)
+{
+    llm_call *call = timer->data;
+    call->state = CALL_DELIVERING;
+    /* Out of the client's list, so a close from inside the callback leaves
+     * it alone; the timer still counts as open, so the client outlives it. */
+    call_unlink(call);
+    llm_result *r = &call->result;
+    r->text = call->text;
+    r->finish_reason = call->finish_reason;
+    r->model = call->used_model;
+    r->elapsed_ms = now_ms() - call->start_ms;
+    call->done(r, call->arg);
+    call_destroy(call);
+}
+
+/* ---- Attempts -------------------------------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t count, void *arg)
+{
+    llm_call *call = arg;
+    size_t n = size * count;
+    if (n > LLM_MAX_RESPONSE - call->response.len) {
+        call->too_big = true;
+        return 0; /* aborts the transfer */
+    }
+    return strbuf_append(&call->response, data, n) == 0 ? n : 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t count, void *arg)
+{
+    llm_call *call = arg;
+    size_t n = size * count;
+    static const char name[] = "retry-after:";
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        call->retry_after[0] = '\0'; /* a new response (after a 100 Continue) */
+    } else if (n > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
+        size_t len = n - (sizeof name - 1);
+        if (len >= sizeof call->retry_after)
+            len = sizeof call->retry_after - 1;
+        memcpy(call->retry_after, data + sizeof name - 1, len);
+        call->retry_after[len] = '\0';
+    }
+    return n;
+}
+
+static void slot_drop(llm_call *call)
+{
+    if (call->holds_slot) {
+        call->holds_slot = false;
+        call->prov->in_flight--;
+    }
+}
+
+static void transfer_stop(llm_call *call)
+{
+    if (!call->easy)
+        return;
+    if (call->client->multi)
+        curl_multi_remove_handle(call->client->multi, call->easy);
+    curl_easy_cleanup(call->easy);
+    call->easy = NULL;
+}
+
+static CURL *easy_new(llm_call *call, uint64_t timeout_ms)
+{
+    CURL *e = curl_easy_init();
+    if (!e)
+        return NULL;
+    bool ok = curl_easy_setopt(e, CURLOPT_URL, call->settings->url) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)call) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len) ==
+                  CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)call) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)call) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_NOPROXY, NO_PROXY_HOSTS) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)LLM_MAX_RESPONSE) ==
+                  CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_USERAGENT, "caxton/" CAXTON_VERSION) == CURLE_OK;
+    if (!ok) {
+        curl_easy_cleanup(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* Starts one attempt; on failure the call is finished instead. */
+static void call_start(llm_call *call)
+{
+    uint64_t now = now_ms(), timeout = call->settings->timeout_ms;
+    call->attempt_capped = false;
+    if (call->deadline_ms) {
+        if (now >= call->deadline_ms) {
+            call_finish(call, CX_ETIMEOUT, LLM_REASON_TIMEOUT,
+                        "the deadline passed before %s could be tried%s", call->settings->name,
+                        call->result.attempts ? " again" : "");
+            return;
+        }
+        if (call->deadline_ms - now < timeout) {
+            timeout = call->deadline_ms - now;
+            call->attempt_capped = true;
+        }
+    }
+    strbuf_free(&call->response);
+    strbuf_init(&call->response);
+    call->too_big = false;
+    call->retry_after[0] = '\0';
+    call->errbuf[0] = '\0';
+    call->result.http_status = 0;
+    call->holds_slot = true;
+    call->prov->in_flight++;
+    call->easy = easy_new(call, timeout);
+    if (!call->easy || curl_multi_add_handle(call->client->multi, call->easy) != CURLM_OK) {
+        if (call->easy)
+            curl_easy_cleanup(call->easy);
+        call->easy = NULL;
+        slot_drop(call);
+        call_finish(call, CX_ENOMEM, LLM_REASON_PROVIDER_ERROR,
+                    "could not start a request to %s (out of memory)", call->settings->name);
+        return;
+    }
+    call->state = CALL_RUNNING;
+    call->result.attempts++;
+    call->attempt_start_ms = now;
+    call_log(call, LOG_DEBUG, NULL, 0, "LLM request sent");
+}
+
+/* Starts waiting calls while the provider has free slots. */
+static void provider_pump(llm_client *c, provider *p)
+{
+    while (!c->closing && p->queue_head && provider_has_slot(p)) {
+        llm_call *next = p->queue_head;
+        queue_remove(p, next);
+        uv_timer_stop(&next->timer);
+        call_start(next);
+    }
+}
+
+static void on_queue_deadline(uv_timer_t *timer)
+{
+    llm_call *call = timer->data;
+    queue_remove(call->prov, call);
+    call_finish(call, CX_ETIMEOUT, LLM_REASON_TIMEOUT,
+                "waited %llu ms for one of the %u request slots of %s and passed the deadline",
+                (unsigned long long)(now_ms() - call->start_ms), call->settings->max_concurrency,
+                call->settings->name);
+}
+
+/* Runs the call now if a slot is free, else queues it (retries first). */
+static void call_admit(llm_call *call, bool front)
+{
+    provider *p = call->prov;
+    if (provider_has_slot(p) && (front || !p->queue_head)) {
+        call_start(call);
+        return;
+    }
+    queue_push(p, call, front);
+    call->state = CALL_QUEUED;
+    if (call->deadline_ms) {
+        uint64_t now = now_ms();
+        uint64_t wait = call->deadline_ms > now ? call->deadline_ms - now : 0;
+        uv_timer_start(&call->timer, on_queue_deadline, wait, 0);
+    }
+}
+
+static void on_backoff_done(uv_timer_t *timer)
+{
+    llm_call *call = timer->data;
+    call_admit(call, true);
+}
+
+static const char *status_hint(long status)
+{
+    switch (status) {
+    case 401:
+    case 403: return " (check the provider's api_key)";
+    case 404: return " (check base_url and the model name)";
+    default: return "";
+    }
+}
+
+/* What an HTTP status other than 2xx means. */
+static void classify_status(const llm_call *call, long status, attempt_failure *f)
+{
+    char said[256];
+    llm_openai_error_text(call->response.data, call->response.len, call->settings->api_key, said,
+                          sizeof said);
+    f->retry = status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
+    f->code = status == 429 ? CX_ELIMIT : CX_EUNAVAIL;
+    f->reason = status == 429 ? LLM_REASON_RATE_LIMITED : LLM_REASON_PROVIDER_ERROR;
+    snprintf(f->detail, sizeof f->detail, "HTTP %ld from %s%s%s%s", status, call->settings->name,
+             *said ? ": " : "", said, status_hint(status));
+}
+
+static void classify_transport(const llm_call *call, CURLcode code, attempt_failure *f)
+{
+    const char *name = call->settings->name;
+    const char *why = call->errbuf[0] ? call->errbuf : curl_easy_strerror(code);
+    f->code = CX_ECONNECT;
+    f->reason = LLM_REASON_UNREACHABLE;
+    f->retry = false;
+    switch (code) {
+    case CURLE_FILESIZE_EXCEEDED:
+        f->code = CX_ETOOBIG;
+        f->reason = LLM_REASON_MALFORMED;
+        snprintf(f->detail, sizeof f->detail, "response over 8 MB from %s", name);
+        return;
+    case CURLE_OPERATION_TIMEDOUT:
+        f->code = CX_ETIMEOUT;
+        f->reason = LLM_REASON_TIMEOUT;
+        f->retry = !call->attempt_capped;
+        if (call->attempt_capped)
+            snprintf(f->detail, sizeof f->detail, "no answer from %s before the deadline", name);
+        else
+            snprintf(f->detail, sizeof f->detail, "no answer from %s within %llu ms", name,
+                     (unsigned long long)call->settings->timeout_ms);
+        return;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        f->retry = true;
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        f->code = CX_ENOMEM;
+        f->reason = LLM_REASON_PROVIDER_ERROR;
+        break;
+    default: break;
+    }
+    snprintf(f->detail, sizeof f->detail, "cannot reach %s at %s: %s", name,
+             call->settings->base_url, why);
+}
+
+static void call_succeed(llm_call *call)
+{
+    llm_result *r = &call->result;
+    const char *reason = NULL;
+    char detail[sizeof r->detail];
+    int rc = llm_openai_parse_response(call->response.data, call->response.len, &call->text,
+                                       &call->finish_reason, &call->used_model, &r->prompt_tokens,
+                                       &r->completion_tokens, &reason, detail, sizeof detail);
+    if (rc != 0)
+        call_finish(call, rc, reason, "%s (HTTP %ld from %s)", detail, r->http_status,
+                    call->settings->name);
+    else
+        call_finish(call, 0, NULL, "%s", "");
+}
+
+/* Waits and tries again, or gives up when the wait would pass the deadline. */
+static void call_retry(llm_call *call, const attempt_failure *f)
+{
+    llm_client *c = call->client;
+    int64_t hinted = call->retry_after[0]
+                         ? llm_parse_retry_after(call->retry_after, (int64_t)time(NULL))
+                         : -1;
+    uint64_t wait = hinted >= 0 ? (uint64_t)hinted
+                                : llm_backoff_ms(call->result.attempts, client_random(c));
+    if (call->deadline_ms && now_ms() + wait >= call->deadline_ms) {
+        call_finish(call, f->code, f->reason,
+                    "%s; not retried: waiting %llu ms would pass the deadline (attempt %u)",
+                    f->detail, (unsigned long long)wait, call->result.attempts);
+        return;
+    }
+    call->prov->retries++;
+    call_log(call, LOG_WARN, f->detail, wait, "LLM request failed, retrying");
+    call->state = CALL_BACKOFF;
+    uv_timer_start(&call->timer, on_backoff_done, wait, 0);
+}
+
+static void call_attempt_done(llm_call *call, CURLcode code)
+{
+    llm_result *r = &call->result;
+    long status = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+    r->http_status = status;
+    transfer_stop(call);
+    slot_drop(call);
+    call_log(call, LOG_DEBUG, NULL, 0, "LLM request finished");
+    attempt_failure f = {0};
+    if (code == CURLE_WRITE_ERROR && (call->too_big || call->response.failed)) {
+        f.code = call->too_big ? CX_ETOOBIG : CX_ENOMEM;
+        f.reason = call->too_big ? LLM_REASON_MALFORMED : LLM_REASON_PROVIDER_ERROR;
+        snprintf(f.detail, sizeof f.detail, "%s from %s",
+                 call->too_big ? "response over 8 MB" : "out of memory reading the answer",
+                 call->settings->name);
+    } else if (code != CURLE_OK) {
+        classify_transport(call, code, &f);
+    } else if (status >= 200 && status < 300) {
+        call_succeed(call);
+    } else {
+        classify_status(call, status, &f);
+    }
+    if (f.reason && f.retry && r->attempts <= call->settings->retries) {
+        call_retry(call, &f);
+    } else if (f.reason) {
+        char tries[32] = "";
+        if (r->attempts > 1)
+            snprintf(tries, sizeof tries, " (%u attempts)", r->attempts);
+        call_finish(call, f.code, f.reason, "%s%s", f.detail, tries);
+    }
+    /* The call is alive until its callback has run, so call->prov is too. */
+    provider_pump(call->client, call->prov);
+}
+
+/* ---- curl multi on the loop ------------------------------------------------------------------ */
+
+/* Hands every finished transfer to its call. */
+static void client_collect(llm_client *c)
+{
+    CURLMsg *msg;
+    int left = 0;
+    while (c->multi && (msg = curl_multi_info_read(c->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURLcode code = msg->data.result;
+        char *call = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &call);
+        if (call)
+            call_attempt_done((llm_call *)call, code);
+    }
+}
+
+static void client_drive(llm_client *c, curl_socket_t fd, int flags)
+{
+    if (!c->multi)
+        return;
+    int running = 0;
+    curl_multi_socket_action(c->multi, fd, flags, &running);
+    client_collect(c);
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    llm_socket *s = handle->data;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    else
+        flags = (events & UV_READABLE ? CURL_CSELECT_IN : 0) |
+                (events & UV_WRITABLE ? CURL_CSELECT_OUT : 0);
+    client_drive(s->client, s->fd, flags);
+}
+
+static void on_socket_closed(uv_handle_t *handle)
+{
+    llm_socket *s = handle->data;
+    llm_client *c = s->client;
+    free(s);
+    c->open_handles--;
+    client_maybe_free(c);
+}
+
+static void socket_close(llm_socket *s)
+{
+    llm_client *c = s->client;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->sockets = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    uv_close((uv_handle_t *)&s->poll, on_socket_closed);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *arg, void *socket_arg)
+{
+    (void)easy;
+    llm_client *c = arg;
+    llm_socket *s = socket_arg;
+    if (what == CURL_POLL_REMOVE) {
+        if (s)
+            socket_close(s); /* curl forgets socket_arg itself */
+        return 0;
+    }
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s)
+            return -1;
+        if (uv_poll_init_socket(c->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        s->poll.data = s;
+        s->fd = fd;
+        s->client = c;
+        s->next = c->sockets;
+        if (c->sockets)
+            c->sockets->prev = s;
+        c->sockets = s;
+        c->open_handles++;
+        curl_multi_assign(c->multi, fd, s);
+    }
+    int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+    return uv_poll_start(&s->poll, events, on_poll) == 0 ? 0 : -1;
+}
+
+static void on_curl_timeout(uv_timer_t *timer)
+{
+    client_drive(timer->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *arg)
+{
+    (void)multi;
+    llm_client *c = arg;
+    if (timeout_ms < 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- The client ------------------------------------------------------------------------------ */
+
+static void on_client_timer_closed(uv_handle_t *handle)
+{
+    llm_client *c = handle->data;
+    c->open_handles--;
+    client_maybe_free(c);
+}
+
+static CURLM *multi_new(llm_client *c)
+{
+    CURLM *m = curl_multi_init();
+    if (m && (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+              curl_multi_setopt(m, CURLMOPT_SOCKETDATA, (void *)c) != CURLM_OK ||
+              curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+              curl_multi_setopt(m, CURLMOPT_TIMERDATA, (void *)c) != CURLM_OK)) {
+        curl_multi_cleanup(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Providers for a settings list, reusing the runtime of names kept. On
+ * failure nothing is changed and the settings are still the caller's. */
+static provider **providers_for(const llm_client *c, llm_settings **settings, size_t n)
+{
+    provider **list = calloc(n ? n : 1, sizeof *list);
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (client_find(c, settings[i]->name))
+            continue;
+        if (!(list[i] = provider_new(NULL))) {
+            for (size_t j = 0; j < i; j++)
+                free(list[j]);
+            free(list);
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!list[i]) {
+            list[i] = client_find(c, settings[i]->name);
+            list[i]->refs++;
+            llm_settings_release(list[i]->settings);
+        }
+        list[i]->settings = settings[i];
+    }
+    return list;
+}
+
+llm_client *llm_client_new(uv_loop_t *loop, const json_t *providers, cx_error *err)
+{
+    if (!loop) {
+        cx_error_set(err, CX_EINVAL, "llm_client_new: no event loop");
+        return NULL;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        cx_error_set(err, CX_EINTERNAL, "cannot initialize libcurl");
+        return NULL;
+    }
+    llm_settings **settings = NULL;
+    size_t n = 0;
+    llm_client *c = calloc(1, sizeof *c);
+    if (!c)
+        cx_error_set(err, CX_ENOMEM, "out of memory starting the LLM client");
+    if (!c || llm_settings_build(providers, &settings, &n, err) != 0)
+        goto fail;
+    c->loop = loop;
+    c->multi = multi_new(c);
+    c->providers = c->multi ? providers_for(c, settings, n) : NULL;
+    if (!c->providers) {
+        cx_error_set(err, CX_ENOMEM, "out of memory starting the LLM client");
+        goto fail;
+    }
+    free(settings); /* the providers own each element now */
+    c->provider_count = n;
+    if (random_bytes(&c->rng, sizeof c->rng, NULL) != 0 || c->rng == 0)
+        c->rng = time_monotonic_ns() | 1;
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    c->open_handles = 1;
+    return c;
+fail:
+    llm_settings_release_all(settings, n);
+    if (c && c->multi)
+        curl_multi_cleanup(c->multi);
+    free(c);
+    curl_global_cleanup();
+    return NULL;
+}
+
+int llm_client_reconfigure(llm_client *c, const json_t *providers, cx_error *err)
+{
+    if (c->closing)
+        return cx_error_set(err, CX_EUNAVAIL, "the LLM client is shutting down");
+    llm_settings **settings = NULL;
+    size_t n = 0;
+    int rc = llm_settings_build(providers, &settings, &n, err);
+    if (rc != 0)
+        return rc;
+    provider **list = providers_for(c, settings, n);
+    if (!list) {
+        llm_settings_release_all(settings, n);
+        return cx_error_set(err, CX_ENOMEM, "out of memory applying llm.providers");
+    }
+    free(settings);
+    provider **old = c->providers;
+    size_t old_count = c->provider_count;
+    c->providers = list;
+    c->provider_count = n;
+    for (size_t i = 0; i < old_count; i++)
+        provider_unref(old[i]);
+    free(old);
+    for (size_t i = 0; i < n; i++)
+        provider_pump(c, list[i]); /* max_concurrency may have grown */
+    return 0;
+}
+
+void llm_client_close(llm_client *c)
+{
+    if (!c || c->closing)
+        return;
+    c->closing = true; /* from here no queue is pumped and llm_chat refuses */
+    for (llm_call *call = c->calls; call; call = call->next) {
+        if (call->state == CALL_DONE)
+            continue; /* it has its answer already */
+        if (call->state == CALL_QUEUED)
+            queue_remove(call->prov, call);
+        transfer_stop(call);
+        slot_drop(call);
+        call_finish(call, CX_EUNAVAIL, LLM_REASON_SHUTDOWN,
+                    "the server is shutting down; the call to %s was abandoned",
+                    call->settings->name);
+    }
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    while (c->sockets)
+        socket_close(c->sockets);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_client_timer_closed);
+}
+
+size_t llm_client_providers(const llm_client *c, const char **names, size_t max)
+{
+    size_t n = 0;
+    for (; c && n < c->provider_count && n < max; n++)
+        names[n] = c->providers[n]->settings->name;
+    return n;
+}
+
+bool llm_client_has_provider(const llm_client *c, const char *name)
+{
+    return c && name && client_find(c, name) != NULL;
+}
+
+/* ---- Calls ----------------------------------------------------------------------------------- */
+
+/* Why no provider matched, with the configured names. */
+static int provider_missing(const llm_client *c, const char *name, cx_error *err)
+{
+    const char *names[LLM_PROVIDERS_MAX];
+    size_t n = llm_client_providers(c, names, LLM_PROVIDERS_MAX);
+    if (n == 0)
+        return cx_error_set(err, CX_ENOTFOUND, "no LLM provider is configured; add one under "
+                            "llm.providers");
+    char known[256] = "";
+    for (size_t i = 0, used = 0; i < n && used < sizeof known; i++)
+        used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "",
+                                 names[i]);
+    if (!name)
+        return cx_error_set(err, CX_ENOTFOUND, "no LLM provider named and %zu are configured "
+                            "(%s); name one in the agent's llm.provider", n, known);
+    char shown[96];
+    text_quote(name, shown, sizeof shown);
+    const char *near = text_is_utf8(name, strlen(name)) ? text_suggest(name, names, n) : NULL;
+    return cx_error_set(err, CX_ENOTFOUND, "unknown LLM provider %s%s%s%s; llm.providers has: %s",
+                        shown, near ? " (did you mean '" : "", near ? near : "",
+                        near ? "'?)" : "", known);
+}
+
+static int request_check(const llm_client *c, const llm_request *req, const provider *p,
+                         const char *model, cx_error *err)
+{
+    if (!p)
+        return provider_missing(c, req->provider, err);
+    if (!model)
+        return cx_error_set(err, CX_EINVAL, "no model for provider '%s': set the agent's "
+                            "llm.model or llm.providers.%s.model", p->settings->name,
+                            p->settings->name);
+    if (strlen(model) > 256 || !text_is_utf8(model, strlen(model)))
+        return cx_error_set(err, CX_EINVAL, "the model name is longer than 256 bytes or not "
+                            "valid UTF-8");
+    if (req->message_count == 0 || req->message_count > LLM_MAX_MESSAGES || !req->messages)
+        return cx_error_set(err, CX_EINVAL, "a request needs 1 to %d messages, got %zu",
+                            LLM_MAX_MESSAGES, req->message_count);
+    for (size_t i = 0; i < req->message_count; i++) {
+        const llm_message *m = &req->messages[i];
+        if (m->role != LLM_ROLE_SYSTEM && m->role != LLM_ROLE_USER &&
+            m->role != LLM_ROLE_ASSISTANT)
+            return cx_error_set(err, CX_EINVAL, "message %zu has an unknown role", i);
+        if (!m->content || !text_is_utf8(m->content, strlen(m->content)))
+            return cx_error_set(err, CX_EINVAL, "message %zu has no text or invalid UTF-8", i);
+    }
+    if (req->temperature_set && !(req->temperature >= 0 && req->temperature <= 2))
+        return cx_error_set(err, CX_EINVAL, "temperature must be from 0 to 2");
+    if (req->max_tokens < 0)
+        return cx_error_set(err, CX_EINVAL, "max_tokens must not be negative");
+    return 0;
+}
+
+/* The request body, compact. */
+static char *request_body(const llm_request *req, const char *model, size_t *len, cx_error *err)
+{
+    json_t *json = llm_openai_request_json(req, model);
+    char *body = json ? json_dumps(json, JSON_COMPACT) : NULL;
+    json_decref(json);
+    if (!body) {
+        cx_error_set(err, CX_ENOMEM, "out of memory building the request");
+        return NULL;
+    }
+    *len = strlen(body);
+    if (*len > LLM_MAX_REQUEST) {
+        cx_error_set(err, CX_ETOOBIG, "the request is %zu bytes, over the %u MB limit", *len,
+                     LLM_MAX_REQUEST / (1024 * 1024));
+        free(body);
+        return NULL;
+    }
+    return body;
+}
+
+static struct curl_slist *request_headers(const llm_settings *s)
+{
+    struct curl_slist *list = NULL, *next;
+    static const char *const fixed[] = {"Content-Type: application/json",
+                                        "Accept: application/json", "Expect:"};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
+        if (!(next = curl_slist_append(list, fixed[i])))
+            goto fail;
+        list = next;
+    }
+    if (s->api_key) {
+        strbuf auth;
+        strbuf_init(&auth);
+        if (strbuf_appendf(&auth, "Authorization: Bearer %s", s->api_key) != 0) {
+            strbuf_free(&auth);
+            goto fail;
+        }
+        next = curl_slist_append(list, auth.data);
+        memset(auth.data, 0, auth.len);
+        strbuf_free(&auth);
+        if (!next)
+            goto fail;
+        list = next;
+    }
+    return list;
+fail:
+    headers_free(list);
+    return NULL;
+}
+
+llm_call *llm_chat(llm_client *c, const llm_request *req, llm_done_fn done, void *arg,
+                   cx_error *err)
+{
+    if (!c || !req || !done) {
+        cx_error_set(err, CX_EINVAL, "llm_chat: missing client, request or callback");
+        return NULL;
+    }
+    if (c->closing) {
+        cx_error_set(err, CX_EUNAVAIL, "the LLM client is shutting down");
+        return NULL;
+    }
+    provider *p = client_find(c, req->provider);
+    const char *model = req->model && *req->model ? req->model : p ? p->settings->model : NULL;
+    if (request_check(c, req, p, model, err) != 0)
+        return NULL;
+    llm_call *call = calloc(1, sizeof *call);
+    if (!call) {
+        cx_error_set(err, CX_ENOMEM, "out of memory starting an LLM call");
+        return NULL;
+    }
+    call->body = request_body(req, model, &call->body_len, err);
+    if (call->body) {
+        call->headers = request_headers(p->settings);
+        call->agent = req->agent ? str_dup(req->agent) : NULL;
+        if (!call->headers || (req->agent && !call->agent)) {
+            cx_error_set(err, CX_ENOMEM, "out of memory starting an LLM call");
+            headers_free(call->headers);
+            free(call->agent);
+            free(call->body);
+            call->body = NULL;
+        }
+    }
+    if (!call->body) {
+        free(call);
+        return NULL;
+    }
+    call->client = c;
+    call->prov = p;
+    p->refs++;
+    call->settings = p->settings;
+    call->settings->refs++;
+    call->done = done;
+    call->arg = arg;
+    call->start_ms = now_ms();
+    call->deadline_ms = req->deadline_ms;
+    strbuf_init(&call->response);
+    uv_timer_init(c->loop, &call->timer);
+    call->timer.data = call;
+    c->open_handles++;
+    call->next = c->calls;
+    if (c->calls)
+        c->calls->prev = call;
+    c->calls = call;
+    p->requests++;
+    call_admit(call, false);
+    return call;
+}
+
+void llm_call_cancel(llm_call *call)
+{
+    if (!call || call->state == CALL_DELIVERING || call->state == CALL_CLOSING)
+        return;
+    bool had_slot = call->holds_slot;
+    if (call->state == CALL_QUEUED)
+        queue_remove(call->prov, call);
+    transfer_stop(call);
+    slot_drop(call);
+    uv_timer_stop(&call->timer);
+    call->state = CALL_CLOSING; /* before the pump, which must not see it */
+    if (had_slot)
+        provider_pump(call->client, call->prov);
+    call_destroy(call);
+}
+
+/* ---- Statistics ------------------------------------------------------------------------------ */
+
+static json_int_t stat_value(uint64_t v) { return v > INT64_MAX ? INT64_MAX : (json_int_t)v; }
+
+json_t *llm_client_stats(const llm_client *c)
+{
+    json_t *out = json_object();
+    for (size_t i = 0; out && c && i < c->provider_count; i++) {
+        const provider *p = c->providers[i];
+        const llm_settings *s = p->settings;
+        json_t *one = json_pack(
+            "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "type", s->type, "base_url",
+            s->base_url, "in_flight", (json_int_t)p->in_flight, "queued", stat_value(p->queued),
+            "requests", stat_value(p->requests), "errors", stat_value(p->errors), "retries",
+            stat_value(p->retries), "prompt_tokens", stat_value(p->prompt_tokens),
+            "completion_tokens", stat_value(p->completion_tokens), "last_error",
+            p->last_error[0] ? p->last_error : NULL);
+        if (!one || json_object_set_new(out, s->name, one) != 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}

@@ -1,0 +1,193 @@
+/* Loop state published for HTTP threads. See snapshot.h. */
+#include "server/snapshot.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agents/registry.h"
+#include "llm/llm.h"
+#include "messaging/router.h"
+#include "obs/metrics.h"
+#include "server/health.h"
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static char *metrics_text;
+static health_result agents_health = {APP_HEALTH_OK, "no agents loaded yet"};
+
+static void collect(strbuf *out, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&lock);
+    if (metrics_text)
+        strbuf_appends(out, metrics_text);
+    pthread_mutex_unlock(&lock);
+}
+
+static void check_agents(app *a, health_result *out, void *arg)
+{
+    (void)a;
+    (void)arg;
+    pthread_mutex_lock(&lock);
+    *out = agents_health;
+    pthread_mutex_unlock(&lock);
+}
+
+int snapshot_init(void)
+{
+    static bool collector_registered; /* the metrics registry lives as long as the process */
+    int rc = 0;
+    if (!collector_registered) {
+        rc = metrics_register_collector(collect, NULL);
+        collector_registered = rc == 0;
+    }
+    if (rc == 0)
+        rc = health_register("agents", false, check_agents, NULL);
+    return rc;
+}
+
+static void family(strbuf *sb, const char *name, const char *type, const char *help)
+{
+    strbuf_appendf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+typedef struct render_ctx {
+    strbuf *sb;
+    const char *metric;
+    int which;
+} render_ctx;
+
+static int agent_sample(agent *ag, void *arg)
+{
+    render_ctx *c = arg;
+    json_t *s = agent_summary_json(ag);
+    json_t *stats = json_object_get(s, "stats");
+    strbuf_appendf(c->sb, "%s{agent=\"", c->metric);
+    metrics_append_label_value(c->sb, agent_name(ag));
+    switch (c->which) {
+    case 0:
+        strbuf_appendf(c->sb, "\"} %zu\n", agent_queue_depth(ag));
+        break;
+    case 1:
+        strbuf_appendf(c->sb, "\",outcome=\"answered\"} %lld\n",
+                       (long long)json_integer_value(json_object_get(stats, "answered")));
+        strbuf_appendf(c->sb, "%s{agent=\"", c->metric);
+        metrics_append_label_value(c->sb, agent_name(ag));
+        strbuf_appendf(c->sb, "\",outcome=\"failed\"} %lld\n",
+                       (long long)json_integer_value(json_object_get(stats, "failed")));
+        break;
+    case 2:
+        strbuf_appendf(c->sb, "\",kind=\"prompt\"} %lld\n",
+                       (long long)json_integer_value(json_object_get(stats, "prompt_tokens")));
+        strbuf_appendf(c->sb, "%s{agent=\"", c->metric);
+        metrics_append_label_value(c->sb, agent_name(ag));
+        strbuf_appendf(c->sb, "\",kind=\"completion\"} %lld\n",
+                       (long long)json_integer_value(json_object_get(stats, "completion_tokens")));
+        break;
+    default:
+        strbuf_appendf(c->sb, "\"} %zu\n", agent_in_flight(ag));
+    }
+    json_decref(s);
+    return 0;
+}
+
+static void render(app *a, strbuf *sb)
+{
+    size_t counts[AGENT_FAILED + 1];
+    registry_state_counts(a->agents, counts);
+    family(sb, "caxton_agents", "gauge", "Agents by state.");
+    for (int s = 0; s <= AGENT_FAILED; s++)
+        strbuf_appendf(sb, "caxton_agents{state=\"%s\"} %zu\n", agent_state_name((agent_state)s),
+                       counts[s]);
+    static const struct {
+        const char *name, *type, *help;
+    } per_agent[] = {
+        {"caxton_agent_queue_depth", "gauge", "Messages waiting in the agent's queue."},
+        {"caxton_agent_messages_total", "counter", "Messages the agent finished, by outcome."},
+        {"caxton_agent_llm_tokens_total", "counter", "LLM tokens used by the agent."},
+        {"caxton_agent_in_flight", "gauge", "Messages the agent is processing now."},
+    };
+    for (int i = 0; i < 4; i++) {
+        family(sb, per_agent[i].name, per_agent[i].type, per_agent[i].help);
+        render_ctx c = {sb, per_agent[i].name, i};
+        registry_foreach(a->agents, agent_sample, &c);
+    }
+    router_stats rs;
+    router_get_stats(a->router, &rs);
+    family(sb, "caxton_messages_total", "counter", "Messages through the router, by outcome.");
+    strbuf_appendf(sb,
+                   "caxton_messages_total{outcome=\"accepted\"} %llu\n"
+                   "caxton_messages_total{outcome=\"replied\"} %llu\n"
+                   "caxton_messages_total{outcome=\"failed\"} %llu\n"
+                   "caxton_messages_total{outcome=\"refused\"} %llu\n"
+                   "caxton_messages_total{outcome=\"dead_lettered\"} %llu\n"
+                   "caxton_messages_total{outcome=\"redelivered\"} %llu\n",
+                   (unsigned long long)rs.accepted, (unsigned long long)rs.replied,
+                   (unsigned long long)rs.failed, (unsigned long long)rs.refused,
+                   (unsigned long long)rs.dead_lettered, (unsigned long long)rs.redelivered);
+    family(sb, "caxton_message_journal_pending", "gauge",
+           "API messages accepted and not yet answered (redelivered after a crash).");
+    strbuf_appendf(sb, "caxton_message_journal_pending %llu\n",
+                   (unsigned long long)rs.journal_pending);
+    json_t *llm = a->llm ? llm_client_stats(a->llm) : NULL;
+    family(sb, "caxton_llm_requests_total", "counter", "LLM provider requests, by outcome.");
+    const char *provider;
+    json_t *st;
+    json_object_foreach(llm, provider, st) {
+        long long req = (long long)json_integer_value(json_object_get(st, "requests"));
+        long long err = (long long)json_integer_value(json_object_get(st, "errors"));
+        strbuf_appends(sb, "caxton_llm_requests_total{provider=\"");
+        metrics_append_label_value(sb, provider);
+        strbuf_appendf(sb, "\",outcome=\"ok\"} %lld\n", req - err > 0 ? req - err : 0);
+        strbuf_appends(sb, "caxton_llm_requests_total{provider=\"");
+        metrics_append_label_value(sb, provider);
+        strbuf_appendf(sb, "\",outcome=\"error\"} %lld\n", err);
+    }
+    family(sb, "caxton_llm_in_flight", "gauge", "LLM requests in flight, by provider.");
+    json_object_foreach(llm, provider, st) {
+        strbuf_appends(sb, "caxton_llm_in_flight{provider=\"");
+        metrics_append_label_value(sb, provider);
+        strbuf_appendf(sb, "\"} %lld\n",
+                       (long long)json_integer_value(json_object_get(st, "in_flight")));
+    }
+    json_decref(llm);
+}
+
+void snapshot_take(app *a)
+{
+    if (!a->agents || !a->router)
+        return;
+    strbuf sb;
+    strbuf_init(&sb);
+    render(a, &sb);
+    char *text = sb.failed ? NULL : strbuf_detach(&sb);
+    strbuf_free(&sb);
+    size_t counts[AGENT_FAILED + 1];
+    registry_state_counts(a->agents, counts);
+    health_result h = {APP_HEALTH_OK, ""};
+    if (counts[AGENT_FAILED]) {
+        h.status = APP_HEALTH_WARN;
+        snprintf(h.detail, sizeof h.detail, "%zu of %zu agents failed to load (see 'caxton agents "
+                 "status --error-states-only')", counts[AGENT_FAILED], registry_count(a->agents));
+    } else {
+        snprintf(h.detail, sizeof h.detail, "%zu agents, %zu active", registry_count(a->agents),
+                 counts[AGENT_ACTIVE]);
+    }
+    pthread_mutex_lock(&lock);
+    if (text) {
+        free(metrics_text);
+        metrics_text = text;
+    }
+    agents_health = h;
+    pthread_mutex_unlock(&lock);
+}
+
+void snapshot_reset(void)
+{
+    pthread_mutex_lock(&lock);
+    free(metrics_text);
+    metrics_text = NULL;
+    agents_health = (health_result){APP_HEALTH_OK, "no agents loaded yet"};
+    pthread_mutex_unlock(&lock);
+}

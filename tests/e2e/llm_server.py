@@ -1,0 +1,287 @@
+"""A scripted OpenAI-compatible chat completions server for the tests.
+
+Runs in a thread of the test process (or on its own for benchmarks) on
+127.0.0.1, standard library only. POST /v1/chat/completions answers in the
+OpenAI shape with usage (prompt tokens estimated as characters / 4); any
+other path is 404. Without a script it echoes the last user message
+("echo: ..."), or answers with the text given to reply(). script() queues
+steps, each used by one request, in order:
+
+    {"text": "hello"}                 answer with this text
+    {"status": 429, "headers": {"Retry-After": "1"}}
+    {"status": 500}                   an OpenAI-style error body
+    {"delay": 3.0}                    wait, then go on with the rest of the step
+    {"body": "not json"}              this exact body (status 200 unless given)
+    {"json": {...}}                   this JSON document as the body
+    {"choices": []}                   an answer with these choices
+    {"close": True}                   hang up without answering
+    {"usage": {...}, "finish_reason": "length", "model": "m"}   shape the answer
+
+Usage:
+    srv = ScriptedLLM(); srv.start()
+    config = f"llm:\\n  providers:\\n    openai:\\n      base_url: {srv.url}\\n"
+    ...
+    srv.requests   # the JSON bodies received, in order
+    srv.stop()
+
+Standalone: `python3 tests/e2e/llm_server.py --port 0` prints the base URL
+and serves until interrupted (--delay adds a fixed latency per answer).
+"""
+import argparse
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_BODY = 64 * 1024 * 1024
+CHAT_PATH = "/v1/chat/completions"
+
+
+def _last_user_text(body):
+    messages = body.get("messages") if isinstance(body, dict) else None
+    for m in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            content = m.get("content")
+            return content if isinstance(content, str) else json.dumps(content)
+    return ""
+
+
+def _prompt_chars(body):
+    messages = body.get("messages") if isinstance(body, dict) else None
+    total = 0
+    for m in messages if isinstance(messages, list) else []:
+        content = m.get("content") if isinstance(m, dict) else None
+        total += len(content) if isinstance(content, str) else 0
+    return total
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024  # many clients connect at once in load tests
+    owner = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every answer has a Content-Length
+    server_version = "ScriptedLLM/1"
+
+    def log_message(self, fmt, *args):  # quiet: tests read their own output
+        pass
+
+    def _send(self, status, payload, headers=None, content_type="application/json"):
+        data = payload if isinstance(payload, bytes) else payload.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _read_body(self):
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self._send(411, json.dumps({"error": {"message": "Content-Length required"}}))
+            return None
+        if int(length) > MAX_BODY:
+            self.close_connection = True
+            self._send(413, json.dumps({"error": {"message": "request too large"}}))
+            return None
+        return self.rfile.read(int(length))
+
+    def do_GET(self):
+        self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}))
+
+    def do_POST(self):
+        raw = self._read_body()
+        if raw is None:
+            return
+        if self.path != CHAT_PATH:
+            self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}))
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        owner = self.server.owner
+        step = owner._begin(body, dict(self.headers.items()))
+        try:
+            self._answer(owner, step, body)
+        finally:
+            owner._end()
+
+    def _answer(self, owner, step, body):
+        delay = float(step.get("delay", 0) or 0) + owner.latency
+        if delay > 0 and owner._stopping.wait(delay):
+            self.close_connection = True
+            return
+        if step.get("close"):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        status = int(step.get("status", 200))
+        headers = step.get("headers") or {}
+        if "body" in step:
+            self._send(status, step["body"], headers)
+        elif "json" in step:
+            self._send(status, json.dumps(step["json"]), headers)
+        elif status >= 400:
+            kind = "server_error" if status >= 500 else "invalid_request_error"
+            error = {"error": {"message": step.get("message", f"scripted error {status}"),
+                               "type": kind}}
+            self._send(status, json.dumps(error), headers)
+        else:
+            self._send(status, json.dumps(owner._completion(step, body)), headers)
+
+
+class ScriptedLLM:
+    """One scripted provider on 127.0.0.1 (port 0 unless given)."""
+
+    def __init__(self, port=0, latency=0.0):
+        self._lock = threading.Lock()
+        self._steps = []
+        self._reply = None
+        self._requests = []
+        self._headers = []
+        self._stopping = threading.Event()
+        self._count = 0
+        self.latency = latency
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._httpd = _Server(("127.0.0.1", port), _Handler)
+        self._httpd.owner = self
+        self._thread = None
+
+    @property
+    def port(self):
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self):
+        """The base_url for a provider: http://127.0.0.1:PORT/v1"""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self):
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def reply(self, text):
+        """The answer when no step is queued (None: echo again)."""
+        with self._lock:
+            self._reply = text
+
+    def script(self, steps):
+        """Queues steps; each request takes the next one."""
+        with self._lock:
+            self._steps.extend(dict(s) for s in steps)
+
+    @property
+    def pending(self):
+        """Steps not used yet."""
+        with self._lock:
+            return len(self._steps)
+
+    @property
+    def requests(self):
+        """The JSON bodies received, in order (a string when not JSON)."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def headers(self):
+        """The request headers received, in order (dicts)."""
+        with self._lock:
+            return list(self._headers)
+
+    def wait_for_requests(self, count, timeout=10.0):
+        """Waits until count requests arrived; returns whether they did."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                if len(self._requests) >= count:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _begin(self, body, headers):
+        with self._lock:
+            self._requests.append(body)
+            self._headers.append(headers)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return self._steps.pop(0) if self._steps else {}
+
+    def _end(self):
+        with self._lock:
+            self.in_flight -= 1
+
+    def _completion(self, step, body):
+        with self._lock:
+            self._count += 1
+            serial = self._count
+            default = self._reply
+        if "text" in step:
+            text = step["text"]
+        elif default is not None:
+            text = default
+        else:
+            text = "echo: " + _last_user_text(body)
+        model = body.get("model") if isinstance(body, dict) else None
+        choices = step.get("choices")
+        if choices is None:
+            choices = [{"index": 0, "message": {"role": "assistant", "content": text},
+                        "finish_reason": step.get("finish_reason", "stop")}]
+        prompt_tokens = _prompt_chars(body) // 4
+        completion_tokens = len(text) // 4 if isinstance(text, str) else 0
+        usage = step.get("usage", {"prompt_tokens": prompt_tokens,
+                                   "completion_tokens": completion_tokens,
+                                   "total_tokens": prompt_tokens + completion_tokens})
+        return {"id": f"chatcmpl-scripted-{serial}", "object": "chat.completion",
+                "created": int(time.time()), "model": step.get("model", model or "scripted"),
+                "choices": choices, "usage": usage}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="A scripted OpenAI-compatible LLM server.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--reply", default=None, help="answer with this text instead of an echo")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args(argv)
+    srv = ScriptedLLM(port=args.port, latency=args.delay)
+    if args.reply is not None:
+        srv.reply(args.reply)
+    srv.start()
+    print(srv.url, flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    srv.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -101,6 +101,7 @@ struct registry {
     map zombies;               /* removed agents still finishing a message ("%p" -> agent) */
     bool quiesced;
     bool closing;
+    int open_handles; /* while closing */
     size_t busy;
 };
 

@@ -693,7 +693,8 @@ static int scan_dir(registry *r, cx_error *err)
             count++;
     }
     closedir(d);
-    qsort(names, count, sizeof *names, compare_names);
+    if (count)
+        qsort(names, count, sizeof *names, compare_names);
     size_t failed = 0;
     for (size_t i = 0; i < count; i++) {
         json_t *res = load_file(r, names[i], "start", "system", false);
@@ -818,6 +819,8 @@ static int free_agent_entry(const char *key, void *value, void *arg)
 static void registry_closed(uv_handle_t *h)
 {
     registry *r = h->data;
+    if (--r->open_handles > 0)
+        return;
     map_foreach(&r->agents, free_agent_entry, NULL);
     map_foreach(&r->zombies, free_agent_entry, NULL);
     map_free(&r->zombies);
@@ -839,7 +842,8 @@ void registry_close(registry *r)
     uv_timer_stop(&r->debounce);
     if (r->watching)
         uv_fs_event_stop(&r->watch);
-    uv_close((uv_handle_t *)&r->watch, NULL);
+    r->open_handles = 2;
+    uv_close((uv_handle_t *)&r->watch, registry_closed);
     uv_close((uv_handle_t *)&r->debounce, registry_closed);
 }
 

@@ -97,6 +97,7 @@ struct router {
     uint64_t next_seq;
     bool quiesced;
     bool closing;
+    int open_handles; /* while closing */
     router_stats stats;
 };
 
@@ -1538,11 +1539,12 @@ static int free_delivery_entry(const char *key, void *value, void *arg)
     return 0;
 }
 
-/* libuv runs close callbacks in the order of the uv_close calls, so the
- * sweep timer's (closed last) may free the router. */
+/* The router is freed when both of its handles have closed. */
 static void router_closed(uv_handle_t *h)
 {
-    free(h->data);
+    router *r = h->data;
+    if (--r->open_handles == 0)
+        free(r);
 }
 
 void router_close(router *r)
@@ -1572,7 +1574,8 @@ void router_close(router *r)
     map_free(&r->round_robin);
     uv_check_stop(&r->commit);
     uv_timer_stop(&r->sweep);
-    uv_close((uv_handle_t *)&r->commit, NULL);
+    r->open_handles = 2;
+    uv_close((uv_handle_t *)&r->commit, router_closed);
     uv_close((uv_handle_t *)&r->sweep, router_closed);
 }
 

@@ -221,7 +221,7 @@ def bench_reload(binary, workdir):
             deadline = t0 + 5.0
             while time.monotonic() < deadline:
                 status, body = send(port, token, "reloader", "which generation?")
-                if status == 200 and json.loads(body)["reply"]["content"] == marker:
+                if status == 200 and json.loads(body)["reply"]["content"].strip() == marker:
                     times.append((time.monotonic() - t0) * 1000)
                     break
             time.sleep(0.01)

@@ -76,6 +76,7 @@ struct agent {
     seq_queue queue[3];        /* by priority: high, normal, low */
     size_t busy;
     bool removed;              /* deleted: freed once nothing runs */
+    bool kick_pending;         /* in the registry's kick list */
     /* statistics */
     uint64_t received, answered, failed, llm_calls, llm_errors;
     uint64_t prompt_tokens, completion_tokens;
@@ -103,14 +104,21 @@ struct registry {
     bool closing;
     int open_handles; /* while closing */
     size_t busy;
+    uv_timer_t kick_timer;     /* starts queued messages outside the caller's stack */
+    agent **kicks;             /* agents to run at the next kick (NULL: forgotten) */
+    size_t kick_count, kick_cap;
 };
 
 /* Takes the next message by priority (registry.c). */
 bool agent_next_message(agent *ag, uint64_t *seq);
 
 /* runner.c */
-/* Starts messages on idle instances while the agent is active. */
+/* Schedules the agent to start queued messages on its idle instances (on
+ * the next loop turn: never inside the caller). */
 void runner_kick(agent *ag);
+/* Drops the agent from the pending kicks (before it is freed). */
+void runner_forget(agent *ag);
+void runner_init(registry *r);
 /* Stops the message on an instance (no reply). */
 void runner_abort(instance *in);
 void def_ref_release(def_ref *ref);

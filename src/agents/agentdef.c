@@ -923,6 +923,8 @@ static void set_name(parser *p, const field_def *f, const yaml_node_t *n)
         return;
     }
     store_string(p, AT(p->def, f, char *), s);
+    p->def->name_line = (unsigned)n->start_mark.line + FRONTMATTER_LINE;
+    p->def->name_column = (unsigned)n->start_mark.column + 1;
 }
 
 static void set_version(parser *p, const field_def *f, const yaml_node_t *n)

@@ -67,6 +67,7 @@ typedef struct agent_budget {
  * Absent optional fields hold their documented defaults. */
 typedef struct agent_def {
     char *name;
+    unsigned name_line, name_column; /* where the name's value is, for later checks */
     char *version;       /* semver text */
     char *description;   /* "" when absent */
     agent_runtime runtime;

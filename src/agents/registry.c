@@ -231,6 +231,8 @@ static agent *agent_new(registry *r, const char *name, const char *file)
 
 static void agent_free(agent *ag)
 {
+    if (ag->kick_pending)
+        runner_forget(ag);
     def_ref_release(ag->def);
     for (size_t i = 0; i < AGENT_RELOAD_HISTORY; i++)
         json_decref(ag->reloads[i].diagnostics);
@@ -266,10 +268,30 @@ static void sync_instances(agent *ag)
     ag->inst_count = want;
 }
 
+static void rekey(registry *r, agent *ag, const char *name);
+
+/* A failed entry holding a name that a valid file now claims moves to its
+ * file's base name. */
+static void move_aside(registry *r, agent *holder)
+{
+    const char *base = strrchr(holder->file, '/');
+    base = base ? base + 1 : holder->file;
+    if (!map_get(&r->agents, base))
+        rekey(r, holder, base);
+}
+
 static void rekey(registry *r, agent *ag, const char *name)
 {
     if (strcmp(ag->name, name) == 0)
         return;
+    agent *holder = map_get(&r->agents, name);
+    if (holder && holder != ag) {
+        if (holder->def)
+            return;
+        move_aside(r, holder);
+        if (map_get(&r->agents, name))
+            return;
+    }
     char *copy = str_dup(name);
     if (!copy)
         return;
@@ -364,7 +386,7 @@ static void unreadable_diag(agentdef_diags *diags, const char *path, const cx_er
 
 /* Parses text as the server would run it; adds the uniqueness check. */
 static agent_def *parse_checked(registry *r, const char *label, const char *text, size_t len,
-                                const agent *replacing, agentdef_diags *diags)
+                                const agent *replacing, bool unique, agentdef_diags *diags)
 {
     context_buf b;
     make_context(r, &b);
@@ -372,16 +394,20 @@ static agent_def *parse_checked(registry *r, const char *label, const char *text
     if (!def)
         return NULL;
     if (strcmp(def->name, "health-summary") == 0 || strcmp(def->name, "validate") == 0) {
-        agentdef_diag_add(diags, AGENTDEF_ERROR, 0, 0, "name", "choose another name",
+        agentdef_diag_add(diags, AGENTDEF_ERROR, def->name_line, def->name_column, "name",
+                          "choose another name",
                           "'%s' is reserved: /api/v1/agents/%s is an API route", def->name,
                           def->name);
         agentdef_free(def);
         return NULL;
     }
-    agent *other = map_get(&r->agents, def->name);
+    /* A holder whose file is gone is being renamed or removed right now: its
+     * deletion is applied in the same batch. */
+    agent *other = unique ? map_get(&r->agents, def->name) : NULL;
     if (other && other != replacing && !other->removed &&
-        (!replacing || strcmp(other->file, replacing->file) != 0) && other->def) {
-        agentdef_diag_add(diags, AGENTDEF_ERROR, 0, 0, "name",
+        (!replacing || strcmp(other->file, replacing->file) != 0) && other->def &&
+        fs_exists(other->file)) {
+        agentdef_diag_add(diags, AGENTDEF_ERROR, def->name_line, def->name_column, "name",
                           "rename one of them; agent names must be unique",
                           "the name '%s' is already used by %s", def->name, other->file);
         agentdef_free(def);
@@ -522,9 +548,12 @@ static json_t *load_file(registry *r, const char *path, const char *trigger, con
             !existing->reload_failed && existing->def) {
             free(text);
             const char *v = existing->def->def->version;
+            if (strcmp(trigger, "api") == 0)
+                push_attempt(existing, trigger, "unchanged", v, v,
+                             (time_monotonic_ns() - t0) / 1000000u, NULL);
             return load_result(existing->name, "unchanged", v, v, NULL, NULL);
         }
-        def = parse_checked(r, path, text, len, existing, &diags);
+        def = parse_checked(r, path, text, len, existing, true, &diags);
         free(text);
     }
     uint64_t duration_ms = (time_monotonic_ns() - t0) / 1000000u;
@@ -552,16 +581,17 @@ static json_t *load_file(registry *r, const char *path, const char *trigger, con
         }
         bool created = false;
         if (!existing) {
+            /* A holder of the name is a failed entry, or an agent whose file
+             * was renamed to this one (parse_checked refused live holders):
+             * either way this file takes it over, queue and all. */
             existing = map_get(&r->agents, def->name);
-            if (existing && existing->def) {
-                /* parse_checked refused duplicates; a stale entry cannot be here */
-                existing = NULL;
-            }
             if (existing) {
-                /* a failed entry under the same key from another file: replace it */
                 map_remove(&r->files, existing->file);
-                free(existing->file);
-                existing->file = str_dup(path);
+                char *copy = str_dup(path);
+                if (copy) {
+                    free(existing->file);
+                    existing->file = copy;
+                }
                 map_put(&r->files, existing->file, existing, NULL);
             } else {
                 existing = agent_new(r, def->name, path);
@@ -622,7 +652,8 @@ static json_t *load_file(registry *r, const char *path, const char *trigger, con
     first_error(&diags, reason, sizeof reason);
     if (!existing) {
         const char *key = stem;
-        if (map_get(&r->agents, key)) {
+        /* GET /api/v1/agents/health-summary is the summary, not this file */
+        if (map_get(&r->agents, key) || strcmp(key, "health-summary") == 0) {
             const char *base = strrchr(path, '/');
             key = base ? base + 1 : path;
         }
@@ -710,24 +741,34 @@ static int scan_dir(registry *r, cx_error *err)
     return 0;
 }
 
+typedef struct pending_pass {
+    registry *r;
+    bool removals; /* the first pass loads files, the second applies deletions */
+} pending_pass;
+
 static int apply_pending(const char *key, void *value, void *arg)
 {
     (void)value;
-    registry *r = arg;
-    char *path = path_join(r->dir, key);
-    if (path) {
-        json_decref(load_file(r, path, "watch", "file-watch", false));
-        free(path);
-    }
+    pending_pass *pass = arg;
+    char *path = path_join(pass->r->dir, key);
+    if (path && fs_exists(path) != pass->removals)
+        json_decref(load_file(pass->r, path, "watch", "file-watch", false));
+    free(path);
     return 0;
 }
 
+/* Loads first, deletions after: on `mv old.md new.md` the new file takes
+ * the agent over from the vanished one (keeping its queue), and the
+ * deletion of old.md then finds nothing left to remove. */
 static void on_debounce(uv_timer_t *t)
 {
     registry *r = t->data;
     map pending = r->pending;
     map_init(&r->pending);
-    map_foreach(&pending, apply_pending, r);
+    pending_pass pass = {r, false};
+    map_foreach(&pending, apply_pending, &pass);
+    pass.removals = true;
+    map_foreach(&pending, apply_pending, &pass);
     map_free(&pending);
 }
 
@@ -770,6 +811,7 @@ registry *registry_new(app *a, cx_error *err)
     }
     uv_timer_init(a->loop, &r->debounce);
     r->debounce.data = r;
+    runner_init(r);
     uv_fs_event_init(a->loop, &r->watch);
     r->watch.data = r;
     if (a->config->agents_hot_reload) {
@@ -827,6 +869,7 @@ static void registry_closed(uv_handle_t *h)
     map_free(&r->agents);
     map_free(&r->files);
     map_free(&r->pending);
+    free(r->kicks);
     free(r->dir);
     free(r);
 }
@@ -842,7 +885,9 @@ void registry_close(registry *r)
     uv_timer_stop(&r->debounce);
     if (r->watching)
         uv_fs_event_stop(&r->watch);
-    r->open_handles = 2;
+    r->open_handles = 3;
+    uv_timer_stop(&r->kick_timer);
+    uv_close((uv_handle_t *)&r->kick_timer, registry_closed);
     uv_close((uv_handle_t *)&r->watch, registry_closed);
     uv_close((uv_handle_t *)&r->debounce, registry_closed);
 }
@@ -1058,12 +1103,12 @@ json_t *agent_reload_status_json(const agent *ag)
             &ag->reloads[(ag->reload_count - 1 - k) % AGENT_RELOAD_HISTORY];
         json_array_append_new(
             attempts,
-            json_pack("{s:o, s:s, s:s, s:s?, s:s?, s:I, s:O}", "at", time_or_null(at->at_ms),
+            json_pack("{s:o, s:s, s:s, s:s?, s:s?, s:I, s:o}", "at", time_or_null(at->at_ms),
                       "trigger", at->trigger, "result", at->result, "version_before",
                       at->version_before[0] ? at->version_before : NULL, "version_after",
                       at->version_after[0] ? at->version_after : NULL, "duration_ms",
                       (json_int_t)at->duration_ms, "diagnostics",
-                      at->diagnostics ? at->diagnostics : json_array()));
+                      at->diagnostics ? json_incref(at->diagnostics) : json_array()));
     }
     return json_pack("{s:s, s:s, s:s, s:s?, s:o}", "name", ag->name, "reload_status",
                      reload_status(ag), "state", agent_state_name(ag->state), "running_version",
@@ -1363,7 +1408,7 @@ json_t *registry_validate_text(registry *r, const char *file_label, const char *
 {
     agentdef_diags diags = {0};
     agent *rep = replacing ? registry_find(r, replacing) : NULL;
-    agent_def *def = parse_checked(r, file_label, content, len, rep, &diags);
+    agent_def *def = parse_checked(r, file_label, content, len, rep, true, &diags);
     *valid = def != NULL;
     agentdef_free(def);
     json_t *out = json_pack("{s:b, s:I, s:I, s:o}", "valid", *valid, "errors",
@@ -1376,10 +1421,11 @@ json_t *registry_validate_text(registry *r, const char *file_label, const char *
 /* Parses content for create/update: the definition (to know its name) or
  * the diagnostics. */
 static agent_def *parse_for_write(registry *r, const char *label, const char *content, size_t len,
-                                  const agent *replacing, json_t **diagnostics, cx_error *err)
+                                  const agent *replacing, bool unique, json_t **diagnostics,
+                                  cx_error *err)
 {
     agentdef_diags diags = {0};
-    agent_def *def = parse_checked(r, label, content, len, replacing, &diags);
+    agent_def *def = parse_checked(r, label, content, len, replacing, unique, &diags);
     if (!def) {
         *diagnostics = agentdef_diags_json(&diags);
         char first[512];
@@ -1415,7 +1461,9 @@ int registry_create(registry *r, const char *actor, const char *content, size_t 
                     json_t **diagnostics, cx_error *err)
 {
     *diagnostics = NULL;
-    agent_def *def = parse_for_write(r, "content", content, len, NULL, diagnostics, err);
+    /* Existence first, so that creating an agent twice is a conflict (409),
+     * not a validation error. */
+    agent_def *def = parse_for_write(r, "content", content, len, NULL, false, diagnostics, err);
     if (!def)
         return err->code;
     agent *existing = registry_find(r, def->name);
@@ -1445,7 +1493,8 @@ int registry_update(registry *r, const char *actor, const char *name, const char
     if (!existing)
         return cx_error_set(err, CX_ENOTFOUND, "no agent named '%s'; create it with POST "
                             "/api/v1/agents", name);
-    agent_def *def = parse_for_write(r, existing->file, content, len, existing, diagnostics, err);
+    agent_def *def = parse_for_write(r, existing->file, content, len, existing, true, diagnostics,
+                                     err);
     if (!def)
         return err->code;
     bool same = strcmp(def->name, name) == 0;

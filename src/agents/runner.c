@@ -94,7 +94,9 @@ static int build_context(agent *ag, const agent_def *def, const acl_message *m, 
     if (max_history > MAX_HISTORY_MESSAGES)
         max_history = MAX_HISTORY_MESSAGES;
     if (max_history)
-        history = router_history(ag->reg->a->router, m->conversation_id, max_history + 1);
+        history = router_history(ag->reg->a->router, m->conversation_id, max_history + 1,
+                                 (size_t)def->conversation_context_window *
+                                     CONTEXT_CHARS_PER_TOKEN * 2);
     size_t n = json_array_size(history);
     c->msgs = calloc(n + 2, sizeof *c->msgs);
     c->texts = calloc(n + 2, sizeof *c->texts);
@@ -315,21 +317,81 @@ static void start(instance *in, uint64_t seq)
                      err.msg);
 }
 
+/* Starts messages on idle instances, one after another: a message that
+ * finishes at once (no answer needed, a refusal) frees its instance for the
+ * next one within this loop, never by recursion. At most RUN_BATCH messages
+ * per call, so a long queue of instant failures cannot hold the loop. */
+#define RUN_BATCH 256
+
+static void run_agent(agent *ag)
+{
+    for (int started = 0; started < RUN_BATCH; started++) {
+        if (ag->state != AGENT_ACTIVE || ag->reg->quiesced || ag->removed || !ag->def)
+            return;
+        instance *idle = NULL;
+        for (size_t i = 0; i < ag->inst_count && !idle; i++)
+            if (!ag->inst[i].busy)
+                idle = &ag->inst[i];
+        uint64_t seq;
+        if (!idle || !agent_next_message(ag, &seq))
+            return;
+        start(idle, seq);
+    }
+    runner_kick(ag);
+}
+
+/* Runs the agents scheduled before this turn; agents scheduled while it
+ * runs wait for the next turn. The list stays in the registry meanwhile, so
+ * an agent freed on the way is forgotten in place (NULL). */
+static void on_kick(uv_timer_t *t)
+{
+    registry *r = t->data;
+    size_t count = r->kick_count;
+    for (size_t i = 0; i < count; i++) {
+        agent *ag = r->kicks[i];
+        if (!ag)
+            continue;
+        ag->kick_pending = false;
+        r->kicks[i] = NULL;
+        run_agent(ag);
+    }
+    memmove(r->kicks, r->kicks + count, (r->kick_count - count) * sizeof *r->kicks);
+    r->kick_count -= count;
+    if (r->kick_count)
+        uv_timer_start(&r->kick_timer, on_kick, 0, 0);
+}
+
 void runner_kick(agent *ag)
 {
-    if (ag->state != AGENT_ACTIVE || ag->reg->quiesced || ag->removed || !ag->def)
+    registry *r = ag->reg;
+    if (ag->kick_pending || ag->removed || r->closing)
         return;
-    for (size_t i = 0; i < ag->inst_count; i++) {
-        instance *in = &ag->inst[i];
-        if (in->busy)
-            continue;
-        uint64_t seq;
-        if (!agent_next_message(ag, &seq))
+    if (r->kick_count == r->kick_cap) {
+        size_t cap = r->kick_cap ? r->kick_cap * 2 : 16;
+        agent **grown = realloc(r->kicks, cap * sizeof *grown);
+        if (!grown)
             return;
-        start(in, seq);
-        if (ag->state != AGENT_ACTIVE || ag->removed)
-            return;
+        r->kicks = grown;
+        r->kick_cap = cap;
     }
+    r->kicks[r->kick_count++] = ag;
+    ag->kick_pending = true;
+    uv_timer_start(&r->kick_timer, on_kick, 0, 0);
+}
+
+void runner_forget(agent *ag)
+{
+    registry *r = ag->reg;
+    for (size_t i = 0; i < r->kick_count; i++)
+        if (r->kicks[i] == ag)
+            r->kicks[i] = NULL;
+    ag->kick_pending = false;
+}
+
+void runner_init(registry *r)
+{
+    uv_timer_init(r->a->loop, &r->kick_timer);
+    r->kick_timer.data = r;
 }
 
 void runner_abort(instance *in)
@@ -341,8 +403,11 @@ void runner_abort(instance *in)
     in->call = NULL;
     agent *ag = in->owner;
     in->busy = false;
+    in->processed++;
     def_ref_release(in->def);
     in->def = NULL;
     ag->busy--;
     ag->reg->busy--;
+    agent_count_rate(ag, false);
+    runner_kick(ag);
 }

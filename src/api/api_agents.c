@@ -89,7 +89,6 @@ typedef struct list_ctx {
     json_t *items;
     int state;
     const char *cursor;
-    bool past;
     size_t limit;
     bool more;
 } list_ctx;
@@ -97,10 +96,9 @@ typedef struct list_ctx {
 static int list_one(agent *ag, void *arg)
 {
     list_ctx *c = arg;
-    if (!c->past) {
-        c->past = strcmp(agent_name(ag), c->cursor) == 0;
+    /* names come sorted: resume after the cursor even if that agent is gone */
+    if (c->cursor && strcmp(agent_name(ag), c->cursor) <= 0)
         return 0;
-    }
     if (c->state >= 0 && (int)agent_get_state(ag) != c->state)
         return 0;
     if (json_array_size(c->items) == c->limit) {
@@ -127,7 +125,6 @@ void api_agents_list(http_request *req, http_response *res)
                          "draining, stopped, failed", state);
         return;
     }
-    c.past = c.cursor == NULL;
     registry_foreach(req->app->agents, list_one, &c);
     /* next_cursor is the last name returned: the next page starts after it */
     json_t *last = json_array_get(c.items, json_array_size(c.items) - 1);

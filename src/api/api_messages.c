@@ -105,9 +105,17 @@ static void reply_submit_error(http_request *req, http_response *res, const cx_e
     case CX_EBUSY:
         http_reply_error(res, req, 409, CX_EBUSY, "AGENT_NOT_ACCEPTING", NULL, "%s", err->msg);
         return;
+    case CX_EEXIST:
+        http_reply_error(res, req, 409, CX_EEXIST, "DUPLICATE_MESSAGE", NULL, "%s", err->msg);
+        return;
     case CX_EUNAVAIL:
-        http_reply_error(res, req, 503, CX_EUNAVAIL, "SHUTTING_DOWN", NULL, "%s", err->msg);
-        res->retry_after = 5;
+        if (req->app->stopping) {
+            http_reply_error(res, req, 503, CX_EUNAVAIL, "SHUTTING_DOWN", NULL, "%s", err->msg);
+            res->retry_after = 5;
+        } else {
+            http_reply_error(res, req, 409, CX_EUNAVAIL, "AGENT_NOT_ACCEPTING", NULL, "%s",
+                             err->msg);
+        }
         return;
     case CX_EINVAL:
         http_reply_error(res, req, 422, CX_EINVAL, "INVALID_MESSAGE", NULL, "%s", err->msg);
@@ -184,13 +192,14 @@ void api_messages_send(http_request *req, http_response *res)
                                 out.routed_to);
     }
     route_outcome_clear(&out);
-    c->pending = http_defer(req);
+    /* The commit callback runs after this handler returns, so deferring
+     * after registering it is safe. */
     if (router_after_commit(a->router, on_committed, c) < 0) {
-        /* cannot wait for the commit: answer now, the write is already queued */
         http_reply_json(res, c->status, json_incref(c->accepted));
-        http_pending_finish(c->pending);
         send_ctx_free(c);
+        return;
     }
+    c->pending = http_defer(req);
 }
 
 /* ---- conversations and dead letters ---------------------------------------------------------- */

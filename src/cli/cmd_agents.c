@@ -419,6 +419,15 @@ static int status_one(const cli_invocation *inv, const char *name)
     free(reload_path);
     if (rc != 0)
         return rc;
+    if (!json_is_string(json_object_get(resp.json, "name"))) {
+        /* /api/v1/agents/health-summary answers with the summary */
+        fprintf(stderr, "caxton: '%s' is a reserved name, not an agent; a file named %s.md is "
+                "listed as '%s.md' (see 'caxton agents status --error-states-only')\n", name,
+                name, name);
+        client_response_free(&resp);
+        client_response_free(&reload);
+        return CLI_EXIT_PROBLEM;
+    }
     bool bad = mark_error_state(resp.json);
     if (inv->output == CLI_OUTPUT_JSON) {
         if (reload.json)

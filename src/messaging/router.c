@@ -73,7 +73,7 @@ static const char *const statements[ST_COUNT] = {
     "participants) VALUES (?, ?, ?, ?, 1, ?)",
     "UPDATE conversations SET state = ?, last_activity_at = ?, message_count = message_count + 1, "
     "participants = ? WHERE id = ?",
-    "INSERT OR REPLACE INTO journal(message_id, agent, body, accepted_at, attempts) "
+    "INSERT INTO journal(message_id, agent, body, accepted_at, attempts) "
     "VALUES (?, ?, ?, ?, 1)",
     "DELETE FROM journal WHERE message_id = ? AND agent = ?",
     "SELECT conversation_id FROM messages WHERE (reply_with = ?1 OR message_id = ?1) "
@@ -97,6 +97,7 @@ struct router {
     uint64_t next_seq;
     bool quiesced;
     bool closing;
+    bool batch_lost;  /* a failed write rolled back this loop turn's transaction */
     int open_handles; /* while closing */
     router_stats stats;
 };
@@ -124,6 +125,10 @@ void route_outcome_clear(route_outcome *o)
 
 static int db_error(router *r, cx_error *err, const char *what)
 {
+    /* Some errors (disk full, I/O) roll the whole transaction back: the
+     * writes acknowledged-to-be of this turn are gone too. */
+    if (sqlite3_get_autocommit(r->db) && r->commit_head)
+        r->batch_lost = true;
     log_error("router", "state database: %s failed: %s", what, sqlite3_errmsg(r->db));
     return cx_error_set(err, CX_EIO, "state database: %s failed: %s", what, sqlite3_errmsg(r->db));
 }
@@ -172,7 +177,8 @@ static void run_commit_waiters(router *r, bool committed)
 
 static void commit_now(router *r)
 {
-    bool committed = true;
+    bool committed = !r->batch_lost;
+    r->batch_lost = false;
     if (!sqlite3_get_autocommit(r->db)) {
         char *msg = NULL;
         if (sqlite3_exec(r->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
@@ -312,7 +318,12 @@ static int journal_insert(router *r, const acl_message *m, const char *who, cx_e
     sqlite3_bind_text(st, 3, body, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)time_now_ms());
     free(body);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_CONSTRAINT)
+        return cx_error_set(err, CX_EEXIST, "message '%s' is already waiting for an answer from "
+                            "'%s'; a retry must wait for it or use a new message_id",
+                            m->message_id, who);
+    if (rc != SQLITE_DONE)
         return db_error(r, err, "journal insert");
     r->stats.journal_pending++;
     return 0;
@@ -485,6 +496,24 @@ int router_wait_reply(router *r, const char *message_id, uint64_t timeout_ms, ro
 {
     if (r->closing)
         return cx_error_set(err, CX_EUNAVAIL, "the server is shutting down");
+    /* The answer may already be there (a refusal decided at once). */
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT a.body FROM messages q JOIN messages a ON a.conversation_id = "
+                           "q.conversation_id AND a.in_reply_to = COALESCE(q.reply_with, "
+                           "q.message_id) WHERE q.message_id = ? ORDER BY a.seq LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        bind_text(st, 1, message_id);
+        json_t *reply = NULL;
+        if (sqlite3_step(st) == SQLITE_ROW)
+            reply = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+        sqlite3_finalize(st);
+        if (reply) {
+            fn(reply, 200, arg);
+            json_decref(reply);
+            return 0;
+        }
+    }
     waiter *w = calloc(1, sizeof *w);
     if (!w)
         return cx_error_set(err, CX_ENOMEM, "out of memory");
@@ -522,15 +551,23 @@ static void interaction_key(const char *conversation, const char *id, char *key,
     snprintf(key, size, "%s\x1f%s", conversation, id);
 }
 
+/* A tracked interaction. Finished ones stay until they expire, so a late
+ * answer to them is refused as such. */
+typedef struct tracked {
+    acl_interaction it;
+    uint64_t touched_ms;
+} tracked;
+
 static void interaction_open(router *r, const acl_message *m)
 {
     acl_interaction it;
     if (!acl_interaction_start(m, &it) || r->interactions.count >= MAX_INTERACTIONS)
         return;
-    acl_interaction *copy = malloc(sizeof *copy);
+    tracked *copy = malloc(sizeof *copy);
     if (!copy)
         return;
-    *copy = it;
+    copy->it = it;
+    copy->touched_ms = time_now_ms();
     char key[2 * ACL_ID_MAX + 4];
     interaction_key(m->conversation_id, m->reply_with ? m->reply_with : m->message_id, key,
                     sizeof key);
@@ -547,13 +584,47 @@ static int interaction_check(router *r, const acl_message *m, char *reason, size
         return 0;
     char key[2 * ACL_ID_MAX + 4];
     interaction_key(m->conversation_id, m->in_reply_to, key, sizeof key);
-    acl_interaction *it = map_get(&r->interactions, key);
-    if (!it)
+    tracked *t = map_get(&r->interactions, key);
+    if (!t)
         return 0;
-    int rc = acl_interaction_advance(it, m, time_now_ms(), reason, size);
-    if (rc == 0 && it->step == ACL_STEP_DONE)
-        free(map_remove(&r->interactions, key));
-    return rc;
+    t->touched_ms = time_now_ms();
+    return acl_interaction_advance(&t->it, m, t->touched_ms, reason, size);
+}
+
+typedef struct expiry {
+    uint64_t before_ms;
+    char **keys;
+    size_t count, cap;
+} expiry;
+
+static int collect_expired(const char *key, void *value, void *arg)
+{
+    expiry *e = arg;
+    if (((tracked *)value)->touched_ms >= e->before_ms)
+        return 0;
+    if (e->count == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 64;
+        char **grown = realloc(e->keys, cap * sizeof *grown);
+        if (!grown)
+            return 1;
+        e->keys = grown;
+        e->cap = cap;
+    }
+    if ((e->keys[e->count] = str_dup(key)) != NULL)
+        e->count++;
+    return 0;
+}
+
+/* Forgets interactions idle longer than the conversation timeout. */
+static void interactions_expire(router *r, uint64_t before_ms)
+{
+    expiry e = {.before_ms = before_ms};
+    map_foreach(&r->interactions, collect_expired, &e);
+    for (size_t i = 0; i < e.count; i++) {
+        free(map_remove(&r->interactions, e.keys[i]));
+        free(e.keys[i]);
+    }
+    free(e.keys);
 }
 
 /* ---- replies ----------------------------------------------------------------------------------- */
@@ -764,21 +835,23 @@ static int immediate_reply(router *r, const acl_message *m, acl_performative p, 
 
 static int enqueue_to(router *r, const acl_message *m, agent *ag, bool journal, cx_error *err)
 {
-    delivery *d = delivery_new(r, m, agent_name(ag));
-    if (!d)
-        return cx_error_set(err, CX_ENOMEM, "out of memory");
-    int rc = agent_enqueue(ag, &d->msg, d->seq, err);
-    if (rc == 0 && journal) {
-        rc = journal_insert(r, m, agent_name(ag), err);
-        if (rc == 0)
-            d->journaled = true;
-        else
-            agent_withdraw(ag, d->seq);
+    /* Journal first: once queued, the message belongs to the agent. */
+    if (journal) {
+        int rc = journal_insert(r, m, agent_name(ag), err);
+        if (rc < 0)
+            return rc;
     }
+    delivery *d = delivery_new(r, m, agent_name(ag));
+    int rc = d ? agent_enqueue(ag, &d->msg, d->seq, err)
+               : cx_error_set(err, CX_ENOMEM, "out of memory");
     if (rc < 0) {
-        delivery_free(r, d);
+        if (journal)
+            journal_delete(r, m->message_id, agent_name(ag));
+        if (d)
+            delivery_free(r, d);
         return rc;
     }
+    d->journaled = journal;
     r->stats.delivered++;
     return 0;
 }
@@ -943,9 +1016,6 @@ int router_submit(router *r, acl_message *m, acl_origin origin, route_strategy s
         free(pick);
     }
 
-    if ((rc = record_message(r, m, err)) < 0)
-        return rc;
-    interaction_open(r, m);
     cx_error first = {0};
     for (size_t i = 0; i < chosen_count; i++) {
         cx_error e;
@@ -960,6 +1030,11 @@ int router_submit(router *r, acl_message *m, acl_origin origin, route_strategy s
         *err = first;
         return first.code ? first.code : CX_EINTERNAL;
     }
+    /* Only accepted messages join the conversation (the agents start on a
+     * later loop turn, after this). */
+    if ((rc = record_message(r, m, err)) < 0)
+        return rc;
+    interaction_open(r, m);
     r->stats.accepted++;
     return 0;
 }
@@ -1119,7 +1194,7 @@ int router_dead_letters_json(router *r, const char *agent_name_, size_t limit, c
 static int load_dead_letter(router *r, int64_t id, char **body, char **who, cx_error *err)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, "SELECT body, who FROM dead_letters WHERE id = ?", -1, &st,
+    if (sqlite3_prepare_v2(r->db, "SELECT body, agent FROM dead_letters WHERE id = ?", -1, &st,
                            NULL) != SQLITE_OK)
         return db_error(r, err, "dead letter lookup");
     sqlite3_bind_int64(st, 1, id);
@@ -1184,8 +1259,10 @@ int router_dead_letter_requeue(router *r, const char *actor, int64_t id, json_t 
     rc = router_submit(r, &m, ACL_FROM_API, ROUTE_ROUND_ROBIN, &o, err);
     acl_message_clear(&m);
     free(agent_);
-    if (rc < 0)
+    if (rc < 0) {
+        route_outcome_clear(&o);
         return rc;
+    }
     if ((rc = router_dead_letter_delete(r, actor, id, err)) < 0) {
         route_outcome_clear(&o);
         return rc;
@@ -1305,18 +1382,24 @@ int router_conversation_messages_json(router *r, const char *id, size_t limit, c
     return *out ? 0 : cx_error_set(err, CX_ENOMEM, "out of memory");
 }
 
-json_t *router_history(router *r, const char *conversation_id, size_t max_messages)
+json_t *router_history(router *r, const char *conversation_id, size_t max_messages,
+                       size_t max_bytes)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(r->db,
-                           "SELECT body FROM messages WHERE conversation_id = ? "
+                           "SELECT body, length(body) FROM messages WHERE conversation_id = ? "
                            "ORDER BY seq DESC LIMIT ?",
                            -1, &st, NULL) != SQLITE_OK)
         return NULL;
     bind_text(st, 1, conversation_id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max_messages);
     json_t *items = json_array();
+    size_t used = 0;
     while (items && sqlite3_step(st) == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_int64(st, 1);
+        if (used > 0 && used + len > max_bytes)
+            break;
+        used += len;
         json_t *m = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
         if (m)
             json_array_insert_new(items, 0, m);
@@ -1343,6 +1426,7 @@ static void on_sweep(uv_timer_t *t)
         sqlite3_step(st);
         sqlite3_finalize(st);
     }
+    interactions_expire(r, now - cfg->messaging_conversation_timeout_ms);
     if (now - r->last_retention_ms < RETENTION_SWEEP_MS)
         return;
     r->last_retention_ms = now;

@@ -121,9 +121,11 @@ int router_conversations_json(router *r, const char *state, const char *agent_na
 int router_conversation_json(router *r, const char *id, json_t **out, cx_error *err);
 int router_conversation_messages_json(router *r, const char *id, size_t limit, const char *cursor,
                                       json_t **out, cx_error *err);
-/* The last `max_messages` messages of a conversation, oldest first, as
- * [{"performative","sender","receiver","content"}] for an agent's context. */
-json_t *router_history(router *r, const char *conversation_id, size_t max_messages);
+/* The newest messages of a conversation (at most max_messages, and no more
+ * stored bytes than max_bytes beyond the newest one), oldest first, as
+ * message objects, for an agent's context. */
+json_t *router_history(router *r, const char *conversation_id, size_t max_messages,
+                       size_t max_bytes);
 
 /* Counters for /status and metrics. */
 typedef struct router_stats {

@@ -231,15 +231,6 @@ static void finish_shutdown(server *s)
     if (s->finished)
         return;
     s->finished = true;
-    /* Messages still running are abandoned: their journal entries make the
-     * next start deliver them again. Waiting API requests get 503. */
-    registry_close(s->app.agents);
-    s->app.agents = NULL;
-    router_close(s->app.router);
-    s->app.router = NULL;
-    if (s->app.llm)
-        llm_client_close(s->app.llm);
-    s->app.llm = NULL;
     uv_timer_stop(&s->drain);
     close_handle((uv_handle_t *)&s->drain);
     close_handle((uv_handle_t *)&s->heartbeat);
@@ -251,15 +242,23 @@ static void finish_shutdown(server *s)
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    /* Runs the jobs already queued, which resumes every suspended
-     * connection; requests arriving later are answered 503 by the HTTP
-     * threads until http_stop() joins them. */
+    /* Runs the jobs already queued (the quiesced router refuses new
+     * messages with 503); requests arriving later are answered 503 by the
+     * HTTP threads until http_stop() joins them. */
     dispatch_shutdown(s->app.dispatch);
+    /* Messages still running are abandoned: their journal entries make the
+     * next start deliver them again. Requests waiting for a reply get 503,
+     * which resumes their connections. */
+    registry_close(s->app.agents);
+    s->app.agents = NULL;
+    router_close(s->app.router);
+    s->app.router = NULL;
+    if (s->app.llm)
+        llm_client_close(s->app.llm);
+    s->app.llm = NULL;
     uv_stop(&s->loop); /* the dispatcher's async handle would keep it alive */
 }
 
-/* Requests and messages still being worked on. API requests that only wait
- * for a reply do not count: their messages stay journaled. */
 static int work_in_flight(server *s)
 {
     router_stats rs = {0};
@@ -346,6 +345,8 @@ static void reload_config(server *s)
               json_pack("{s:s, s:s, s:s?}", "actor", "SIGHUP", "action", "config.reload", "file",
                         fresh->file_path),
               "configuration reloaded");
+    state_audit_append(s->app.state, "SIGHUP", "config.reload", fresh->file_path,
+                       NULL, NULL);
 }
 
 static void on_sighup(uv_signal_t *handle, int signum)
@@ -532,6 +533,9 @@ static void stop(server *s)
 {
     if (s->app.loop)
         finish_shutdown(s);
+    /* Let the answers just given to resumed connections go out (bounded). */
+    for (int i = 0; i < 200 && s->http && http_in_flight(s->http) > 0; i++)
+        usleep(10000);
     http_stop(s->http);
     s->http = NULL;
     if (s->app.loop) {

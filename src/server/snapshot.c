@@ -52,42 +52,37 @@ static void family(strbuf *sb, const char *name, const char *type, const char *h
     strbuf_appendf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One pass over the agents fills the four per-agent families. */
 typedef struct render_ctx {
-    strbuf *sb;
-    const char *metric;
-    int which;
+    strbuf fam[4];
 } render_ctx;
+
+static void sample(strbuf *sb, const char *metric, const char *who, const char *label,
+                   long long value)
+{
+    strbuf_appendf(sb, "%s{agent=\"", metric);
+    metrics_append_label_value(sb, who);
+    strbuf_appendf(sb, "\"%s} %lld\n", label ? label : "", value);
+}
 
 static int agent_sample(agent *ag, void *arg)
 {
     render_ctx *c = arg;
     json_t *s = agent_summary_json(ag);
     json_t *stats = json_object_get(s, "stats");
-    strbuf_appendf(c->sb, "%s{agent=\"", c->metric);
-    metrics_append_label_value(c->sb, agent_name(ag));
-    switch (c->which) {
-    case 0:
-        strbuf_appendf(c->sb, "\"} %zu\n", agent_queue_depth(ag));
-        break;
-    case 1:
-        strbuf_appendf(c->sb, "\",outcome=\"answered\"} %lld\n",
-                       (long long)json_integer_value(json_object_get(stats, "answered")));
-        strbuf_appendf(c->sb, "%s{agent=\"", c->metric);
-        metrics_append_label_value(c->sb, agent_name(ag));
-        strbuf_appendf(c->sb, "\",outcome=\"failed\"} %lld\n",
-                       (long long)json_integer_value(json_object_get(stats, "failed")));
-        break;
-    case 2:
-        strbuf_appendf(c->sb, "\",kind=\"prompt\"} %lld\n",
-                       (long long)json_integer_value(json_object_get(stats, "prompt_tokens")));
-        strbuf_appendf(c->sb, "%s{agent=\"", c->metric);
-        metrics_append_label_value(c->sb, agent_name(ag));
-        strbuf_appendf(c->sb, "\",kind=\"completion\"} %lld\n",
-                       (long long)json_integer_value(json_object_get(stats, "completion_tokens")));
-        break;
-    default:
-        strbuf_appendf(c->sb, "\"} %zu\n", agent_in_flight(ag));
-    }
+    const char *name = agent_name(ag);
+#define STAT(key) ((long long)json_integer_value(json_object_get(stats, key)))
+    sample(&c->fam[0], "caxton_agent_queue_depth", name, NULL, (long long)agent_queue_depth(ag));
+    sample(&c->fam[1], "caxton_agent_messages_total", name, ",outcome=\"answered\"",
+           STAT("answered"));
+    sample(&c->fam[1], "caxton_agent_messages_total", name, ",outcome=\"failed\"",
+           STAT("failed"));
+    sample(&c->fam[2], "caxton_agent_llm_tokens_total", name, ",kind=\"prompt\"",
+           STAT("prompt_tokens"));
+    sample(&c->fam[2], "caxton_agent_llm_tokens_total", name, ",kind=\"completion\"",
+           STAT("completion_tokens"));
+    sample(&c->fam[3], "caxton_agent_in_flight", name, NULL, (long long)agent_in_flight(ag));
+#undef STAT
     json_decref(s);
     return 0;
 }
@@ -108,10 +103,15 @@ static void render(app *a, strbuf *sb)
         {"caxton_agent_llm_tokens_total", "counter", "LLM tokens used by the agent."},
         {"caxton_agent_in_flight", "gauge", "Messages the agent is processing now."},
     };
+    render_ctx c;
+    for (int i = 0; i < 4; i++)
+        strbuf_init(&c.fam[i]);
+    registry_foreach(a->agents, agent_sample, &c);
     for (int i = 0; i < 4; i++) {
         family(sb, per_agent[i].name, per_agent[i].type, per_agent[i].help);
-        render_ctx c = {sb, per_agent[i].name, i};
-        registry_foreach(a->agents, agent_sample, &c);
+        if (c.fam[i].len)
+            strbuf_append(sb, c.fam[i].data, c.fam[i].len);
+        strbuf_free(&c.fam[i]);
     }
     router_stats rs;
     router_get_stats(a->router, &rs);

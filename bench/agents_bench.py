@@ -22,6 +22,7 @@ import http.server
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -165,6 +166,12 @@ end
 class PromptEcho(http.server.BaseHTTPRequestHandler):
     """A stand-in LLM that answers with the system prompt it was given."""
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        # headers and body go out in two writes: without this, Nagle's
+        # algorithm and delayed ACKs add 40 ms to every answer
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -131,10 +131,13 @@ void api_messages_send(http_request *req, http_response *res)
     uint64_t wait_ms = 0;
     const char *wait = http_query(req, "wait");
     cx_error err;
-    if (wait && (units_parse_duration_ms(wait, &wait_ms, &err) < 0 || wait_ms > WAIT_MAX_MS)) {
+    if (wait && !*wait)
+        wait_ms = a->config->messaging_default_reply_timeout_ms; /* ?wait with no value */
+    else if (wait && (units_parse_duration_ms(wait, &wait_ms, &err) < 0 || wait_ms > WAIT_MAX_MS)) {
         http_reply_error(res, req, 400, CX_EPARSE, "INVALID_PARAMETER",
                          json_pack("{s:s}", "parameter", "wait"),
-                         "wait must be a duration up to 5m such as 10s");
+                         "wait must be a duration up to 5m such as 10s (no value: "
+                         "messaging.default_reply_timeout)");
         return;
     }
     const char *strategy_text = http_query(req, "strategy");

@@ -16,6 +16,7 @@
 #include "cli/cli_internal.h"
 #include "cli/output.h"
 #include "core/config.h"
+#include "llm/llm.h"
 
 static json_t *string_array(char *const *items, size_t count)
 {
@@ -33,13 +34,29 @@ int cmd_config_validate(const cli_invocation *inv)
     cx_error err;
     cx_error_clear(&err);
     bool valid = config_load_file(file, inv->envp, &cfg, &diag, &err) == 0;
+    /* llm.providers is checked by its part, as the server does at start. */
+    json_t *llm_errors = NULL;
+    if (valid && llm_providers_check(cfg->llm_providers, &llm_errors) > 0)
+        valid = false;
     config_free(cfg);
 
     /* A failure with no diagnostics (e.g. out of memory) still has its message. */
     char *fallback[1] = {err.msg};
-    char *const *errors = diag.errors;
+    char **errors = diag.errors;
     size_t error_count = diag.error_count;
-    if (!valid && error_count == 0) {
+    char **all = NULL;
+    if (json_array_size(llm_errors) > 0) {
+        all = calloc(error_count + json_array_size(llm_errors), sizeof *all);
+        if (all) {
+            memcpy(all, diag.errors, error_count * sizeof *all);
+            size_t i;
+            json_t *e;
+            json_array_foreach(llm_errors, i, e) {
+                all[error_count++] = (char *)json_string_value(e);
+            }
+            errors = all;
+        }
+    } else if (!valid && error_count == 0) {
         errors = fallback;
         error_count = 1;
     }
@@ -61,6 +78,8 @@ int cmd_config_validate(const cli_invocation *inv)
         else
             printf("%s: invalid (%zu error%s)\n", file, error_count, error_count == 1 ? "" : "s");
     }
+    free(all);
+    json_decref(llm_errors);
     config_diag_free(&diag);
     return valid ? CLI_EXIT_OK : CLI_EXIT_PROBLEM;
 }

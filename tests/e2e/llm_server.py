@@ -67,6 +67,12 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every answer has a Content-Length
+
+    def setup(self):
+        super().setup()
+        # headers and body are separate writes: without this, Nagle's
+        # algorithm and delayed ACKs add 40 ms to every answer
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server_version = "ScriptedLLM/1"
 
     def log_message(self, fmt, *args):  # quiet: tests read their own output

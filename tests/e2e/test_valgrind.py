@@ -68,3 +68,67 @@ def test_cli_under_valgrind(tmp_path, args):
                        env=base_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode != 97, valgrind_report(log)
     assert valgrind_report(log).strip() == ""
+
+
+AGENT = """---
+name: {name}
+version: {version}
+capabilities: [summarization]
+llm:
+  provider: openai
+  model: m
+limits:
+  max_execution_time: 5s
+---
+You summarize. Version {version}.
+"""
+
+
+def test_agents_and_messages_under_valgrind(tmp_path):
+    """Agents loaded, reloaded, answering, failing, deleted: no invalid accesses, no leaks."""
+    from llm_server import ScriptedLLM
+    llm = ScriptedLLM()
+    llm.start()
+    try:
+        config = (f"llm:\n  providers:\n    openai:\n      base_url: {llm.url}\n"
+                  f"      retries: 0\n      timeout: 2s\n")
+        s = ValgrindServer(tmp_path, config=config)
+        s.env = base_env()
+        agents = tmp_path / "data" / "agents"
+        agents.mkdir(parents=True)
+        (agents / "writer.md").write_text(AGENT.format(name="writer", version="1.0.0"))
+        (agents / "broken.md").write_text("---\nname: broken\n")
+        s.start()
+        try:
+            msg = {"performative": "request", "receiver": "writer", "content": "hello"}
+            r = s.admin("POST", "/api/v1/messages?wait=20s", body=msg, timeout=30)
+            assert r.status == 200, r
+            assert r.json()["reply"]["performative"] == "inform"
+            llm.script([{"status": 500}])
+            r = s.admin("POST", "/api/v1/messages?wait=20s", body=msg, timeout=30)
+            assert r.status == 200 and r.json()["reply"]["performative"] == "failure", r
+            r = s.admin("POST", "/api/v1/messages?wait=20s",
+                        body={"performative": "request", "capability": "nothing-here",
+                              "content": "x"}, timeout=30)
+            assert r.json()["reply"]["content"]["reason"] == "no-provider", r
+            assert s.admin("POST", "/api/v1/messages", body={"performative": "nope"}).status == 422
+            r = s.admin("POST", "/api/v1/agents/writer/reload", body={"force": True}, timeout=30)
+            assert r.status == 200
+            (agents / "writer.md").write_text(AGENT.format(name="writer", version="1.1.0"))
+            r = s.admin("PUT", "/api/v1/agents/writer",
+                        body={"content": AGENT.format(name="writer", version="1.2.0")}, timeout=30)
+            assert r.status == 200, r
+            for path in ("/api/v1/agents", "/api/v1/agents/writer", "/api/v1/conversations",
+                         "/api/v1/dead-letters", "/api/v1/capabilities",
+                         "/api/v1/agents/writer/reload-status", "/api/v1/agents/writer/queue",
+                         "/agents/health-summary", "/api/v1/config/audit-log"):
+                assert s.admin("GET", path, timeout=30).status == 200, path
+            assert s.get("/metrics").status == 200
+            assert s.admin("DELETE", "/api/v1/agents/writer", timeout=30).status == 200
+        finally:
+            code = s.stop(timeout=60)
+    finally:
+        llm.stop()
+    report = valgrind_report(f"{tmp_path}/valgrind.log")
+    assert code == 0, f"exit {code}; valgrind says:\n{report}"
+    assert report.strip() == "", report

@@ -62,6 +62,8 @@ enum {
     ST_JOURNAL_DELETE,
     ST_FIND_REPLY,
     ST_DEAD_INSERT,
+    ST_FIND_ANSWER,
+    ST_HISTORY,
     ST_COUNT
 };
 
@@ -80,6 +82,10 @@ static const char *const statements[ST_COUNT] = {
     "AND (?2 = '' OR conversation_id = ?2) ORDER BY seq DESC LIMIT 1",
     "INSERT INTO dead_letters(message_id, agent, reason, detail, failed_at, attempts, body) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "SELECT a.body FROM messages q JOIN messages a ON a.conversation_id = q.conversation_id "
+    "AND a.in_reply_to = COALESCE(q.reply_with, q.message_id) WHERE q.message_id = ? "
+    "ORDER BY a.seq LIMIT 1",
+    "SELECT body, length(body) FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
 };
 
 struct router {
@@ -497,22 +503,16 @@ int router_wait_reply(router *r, const char *message_id, uint64_t timeout_ms, ro
     if (r->closing)
         return cx_error_set(err, CX_EUNAVAIL, "the server is shutting down");
     /* The answer may already be there (a refusal decided at once). */
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT a.body FROM messages q JOIN messages a ON a.conversation_id = "
-                           "q.conversation_id AND a.in_reply_to = COALESCE(q.reply_with, "
-                           "q.message_id) WHERE q.message_id = ? ORDER BY a.seq LIMIT 1",
-                           -1, &st, NULL) == SQLITE_OK) {
-        bind_text(st, 1, message_id);
-        json_t *reply = NULL;
-        if (sqlite3_step(st) == SQLITE_ROW)
-            reply = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-        sqlite3_finalize(st);
-        if (reply) {
-            fn(reply, 200, arg);
-            json_decref(reply);
-            return 0;
-        }
+    sqlite3_stmt *st = stmt(r, ST_FIND_ANSWER);
+    bind_text(st, 1, message_id);
+    json_t *reply = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        reply = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+    sqlite3_reset(st);
+    if (reply) {
+        fn(reply, 200, arg);
+        json_decref(reply);
+        return 0;
     }
     waiter *w = calloc(1, sizeof *w);
     if (!w)
@@ -1385,12 +1385,7 @@ int router_conversation_messages_json(router *r, const char *id, size_t limit, c
 json_t *router_history(router *r, const char *conversation_id, size_t max_messages,
                        size_t max_bytes)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT body, length(body) FROM messages WHERE conversation_id = ? "
-                           "ORDER BY seq DESC LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return NULL;
+    sqlite3_stmt *st = stmt(r, ST_HISTORY);
     bind_text(st, 1, conversation_id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max_messages);
     json_t *items = json_array();
@@ -1404,7 +1399,7 @@ json_t *router_history(router *r, const char *conversation_id, size_t max_messag
         if (m)
             json_array_insert_new(items, 0, m);
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return items;
 }
 
@@ -1427,6 +1422,13 @@ static void on_sweep(uv_timer_t *t)
         sqlite3_finalize(st);
     }
     interactions_expire(r, now - cfg->messaging_conversation_timeout_ms);
+    /* The WAL is copied back once a second here rather than by every commit
+     * that crosses the autocheckpoint size: pages written many times in a
+     * second are copied once. PASSIVE never waits for readers. */
+    commit_now(r);
+    sqlite3_wal_checkpoint_v2(r->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (tx_begin(r, NULL) < 0)
+        return;
     if (now - r->last_retention_ms < RETENTION_SWEEP_MS)
         return;
     r->last_retention_ms = now;
@@ -1482,6 +1484,8 @@ router *router_new(app *a, cx_error *err)
             r->stats.journal_pending = (uint64_t)sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
     }
+    /* Checkpoints run from the sweep; this bound only matters if it stalls. */
+    sqlite3_exec(r->db, "PRAGMA wal_autocheckpoint=20000", NULL, NULL, NULL);
     uv_check_init(a->loop, &r->commit);
     r->commit.data = r;
     uv_check_start(&r->commit, on_commit_check);

@@ -61,6 +61,7 @@ def expected_alert(name, eval_time, labels):
         rules = yaml.safe_load(f)["groups"][0]["rules"]
     rule = next(r for r in rules if r.get("alert") == name)
     annotations = {k: v.replace("{{ $labels.instance }}", "a")
+                      .replace("{{ $labels.agent }}", labels.get("agent", ""))
                    for k, v in rule["annotations"].items()}
     return {"eval_time": eval_time, "alertname": name,
             "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}]}
@@ -81,12 +82,28 @@ def test_alert_rules_fire_on_the_server_metrics(tmp_path):
                  "values": "0 0 1 1 1"},
                 {"series": status % "200", "values": "0+60x20"},
                 {"series": status % "500", "values": "0+6x20"},
+                {"series": 'caxton_agents{instance="a",job="caxton",state="failed"}',
+                 "values": "0 1 1 1 1 1 1 1 1"},
+                {"series": 'caxton_agent_queue_depth{agent="w",instance="a",job="caxton"}',
+                 "values": "0+20x40"},
+                {"series": 'caxton_agent_messages_total{agent="w",instance="a",job="caxton",'
+                           'outcome="answered"}', "values": "0+60x40"},
+                {"series": 'caxton_agent_messages_total{agent="w",instance="a",job="caxton",'
+                           'outcome="failed"}', "values": "0+30x40"},
             ],
             "alert_rule_test": [
                 expected_alert("CaxtonConfigValidationFailures", "4m",
                                {"severity": "warning", "instance": "a", "job": "caxton"}),
                 expected_alert("CaxtonHighErrorRate", "15m",
                                {"severity": "warning", "instance": "a"}),
+                expected_alert("CaxtonAgentFailed", "8m",
+                               {"severity": "warning", "instance": "a", "job": "caxton",
+                                "state": "failed"}),
+                expected_alert("CaxtonAgentQueueBacklog", "30m",
+                               {"severity": "warning", "instance": "a", "job": "caxton",
+                                "agent": "w"}),
+                expected_alert("CaxtonAgentFailures", "30m",
+                               {"severity": "warning", "instance": "a", "agent": "w"}),
             ],
         }],
     }

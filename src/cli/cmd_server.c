@@ -103,23 +103,23 @@ static void print_counts(const json_t *counts)
     char a[32], b[32];
     const json_t *agents = json_object_get(counts, "agents");
     if (json_is_object(agents)) {
-        printf("agents: %s total", json_number_text(agents, "total", a, sizeof a));
-        const json_t *by_state = json_object_get(agents, "by_state");
-        const char *state;
-        const json_t *n;
-        bool first = true;
-        json_object_foreach((json_t *)by_state, state, n) {
-            char *text = output_value_text(n);
-            char *name = str_dup(state);
-            if (text && name) {
-                output_sanitize(name);
-                printf("%s%s %s", first ? " (" : ", ", name, text);
-                first = false;
-            }
-            free(text);
-            free(name);
-        }
-        printf("%s\n", first ? "" : ")");
+        char c[32], d[32];
+        printf("agents: %s total (%s active, %s suspended, %s failed)\n",
+               json_number_text(agents, "total", a, sizeof a),
+               json_number_text(agents, "active", b, sizeof b),
+               json_number_text(agents, "suspended", c, sizeof c),
+               json_number_text(agents, "failed", d, sizeof d));
+    }
+    const json_t *messages = json_object_get(counts, "messages");
+    if (json_is_object(messages)) {
+        char c[32], d[32], e[32];
+        printf("messages: %s accepted, %s replies, %s failed, %s dead-lettered, %s unanswered "
+               "in the journal\n",
+               json_number_text(messages, "accepted", a, sizeof a),
+               json_number_text(messages, "replied", b, sizeof b),
+               json_number_text(messages, "failed", c, sizeof c),
+               json_number_text(messages, "dead_lettered", d, sizeof d),
+               json_number_text(messages, "journal_pending", e, sizeof e));
     }
     const json_t *tokens = json_object_get(counts, "tokens");
     if (json_is_object(tokens))

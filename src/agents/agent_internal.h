@@ -104,7 +104,7 @@ struct registry {
     bool closing;
     int open_handles; /* while closing */
     size_t busy;
-    uv_timer_t kick_timer;     /* starts queued messages outside the caller's stack */
+    uv_idle_t kick_idle;       /* starts queued messages outside the caller's stack */
     agent **kicks;             /* agents to run at the next kick (NULL: forgotten) */
     size_t kick_count, kick_cap;
 };

@@ -268,7 +268,29 @@ static void sync_instances(agent *ag)
     ag->inst_count = want;
 }
 
-static void rekey(registry *r, agent *ag, const char *name);
+static bool rekey(registry *r, agent *ag, const char *name);
+
+/* The agent now lives in another file. */
+static void repoint(registry *r, agent *ag, const char *path)
+{
+    char *copy = str_dup(path);
+    if (!copy)
+        return;
+    map_remove(&r->files, ag->file);
+    free(ag->file);
+    ag->file = copy;
+    map_put(&r->files, ag->file, ag, NULL);
+}
+
+/* Forgets a failed entry (no definition, so no queue and nothing running). */
+static void drop_failed_entry(registry *r, agent *ag)
+{
+    if (map_get(&r->agents, ag->name) == ag)
+        map_remove(&r->agents, ag->name);
+    if (map_get(&r->files, ag->file) == ag)
+        map_remove(&r->files, ag->file);
+    agent_free(ag);
+}
 
 /* A failed entry holding a name that a valid file now claims moves to its
  * file's base name. */
@@ -280,25 +302,25 @@ static void move_aside(registry *r, agent *holder)
         rekey(r, holder, base);
 }
 
-static void rekey(registry *r, agent *ag, const char *name)
+static bool rekey(registry *r, agent *ag, const char *name)
 {
     if (strcmp(ag->name, name) == 0)
-        return;
+        return true;
     agent *holder = map_get(&r->agents, name);
     if (holder && holder != ag) {
         if (holder->def)
-            return;
+            return false;
         move_aside(r, holder);
         if (map_get(&r->agents, name))
-            return;
+            return false;
     }
     char *copy = str_dup(name);
     if (!copy)
-        return;
+        return false;
     map_remove(&r->agents, ag->name);
     free(ag->name);
     ag->name = copy;
-    map_put(&r->agents, ag->name, ag, NULL);
+    return map_put(&r->agents, ag->name, ag, NULL) == 0;
 }
 
 typedef struct fail_ctx {
@@ -580,23 +602,27 @@ static json_t *load_file(registry *r, const char *path, const char *trigger, con
             before_buf[0] = '\0';
         }
         bool created = false;
+        agent *holder = map_get(&r->agents, def->name);
+        if (holder == existing)
+            holder = NULL;
+        if (holder && holder->def) {
+            /* parse_checked refused live holders: this one's file is gone, it
+             * was renamed to this file, which takes it over, queue and all */
+            if (existing)
+                drop_failed_entry(r, existing);
+            repoint(r, holder, path);
+            existing = holder;
+        } else if (holder) {
+            /* a failed entry of another file: it keeps its failure, under
+             * that file's name, or goes when its file is gone */
+            if (fs_exists(holder->file))
+                move_aside(r, holder);
+            else
+                drop_failed_entry(r, holder);
+        }
         if (!existing) {
-            /* A holder of the name is a failed entry, or an agent whose file
-             * was renamed to this one (parse_checked refused live holders):
-             * either way this file takes it over, queue and all. */
-            existing = map_get(&r->agents, def->name);
-            if (existing) {
-                map_remove(&r->files, existing->file);
-                char *copy = str_dup(path);
-                if (copy) {
-                    free(existing->file);
-                    existing->file = copy;
-                }
-                map_put(&r->files, existing->file, existing, NULL);
-            } else {
-                existing = agent_new(r, def->name, path);
-                created = true;
-            }
+            existing = agent_new(r, def->name, path);
+            created = true;
             if (!existing) {
                 agentdef_free(def);
                 agentdef_diags_free(&diags);
@@ -604,7 +630,13 @@ static json_t *load_file(registry *r, const char *path, const char *trigger, con
                 return NULL;
             }
         }
-        rekey(r, existing, def->name);
+        if (!rekey(r, existing, def->name)) {
+            log_error("agents", "%s: cannot register agent '%s' under its name", path, def->name);
+            agentdef_free(def);
+            agentdef_diags_free(&diags);
+            json_decref(diag_json);
+            return NULL;
+        }
         def_ref *ref = def_ref_new(def);
         if (!ref) {
             agentdef_diags_free(&diags);
@@ -886,8 +918,8 @@ void registry_close(registry *r)
     if (r->watching)
         uv_fs_event_stop(&r->watch);
     r->open_handles = 3;
-    uv_timer_stop(&r->kick_timer);
-    uv_close((uv_handle_t *)&r->kick_timer, registry_closed);
+    uv_idle_stop(&r->kick_idle);
+    uv_close((uv_handle_t *)&r->kick_idle, registry_closed);
     uv_close((uv_handle_t *)&r->watch, registry_closed);
     uv_close((uv_handle_t *)&r->debounce, registry_closed);
 }

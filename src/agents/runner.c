@@ -340,12 +340,16 @@ static void run_agent(agent *ag)
     runner_kick(ag);
 }
 
-/* Runs the agents scheduled before this turn; agents scheduled while it
- * runs wait for the next turn. The list stays in the registry meanwhile, so
- * an agent freed on the way is forgotten in place (NULL). */
-static void on_kick(uv_timer_t *t)
+/* An idle handle runs once per loop turn, before the loop polls: the
+ * agents scheduled before this turn run now, those scheduled while it runs
+ * wait for the next turn, and the router's commit (a check handle) and the
+ * HTTP jobs get their turn in between. (A 0 ms timer restarted from its own
+ * callback would fire again in the same timers phase.) The list stays in
+ * the registry meanwhile, so an agent freed on the way is forgotten in
+ * place (NULL). */
+static void on_kick(uv_idle_t *h)
 {
-    registry *r = t->data;
+    registry *r = h->data;
     size_t count = r->kick_count;
     for (size_t i = 0; i < count; i++) {
         agent *ag = r->kicks[i];
@@ -357,8 +361,8 @@ static void on_kick(uv_timer_t *t)
     }
     memmove(r->kicks, r->kicks + count, (r->kick_count - count) * sizeof *r->kicks);
     r->kick_count -= count;
-    if (r->kick_count)
-        uv_timer_start(&r->kick_timer, on_kick, 0, 0);
+    if (!r->kick_count)
+        uv_idle_stop(&r->kick_idle);
 }
 
 void runner_kick(agent *ag)
@@ -376,7 +380,7 @@ void runner_kick(agent *ag)
     }
     r->kicks[r->kick_count++] = ag;
     ag->kick_pending = true;
-    uv_timer_start(&r->kick_timer, on_kick, 0, 0);
+    uv_idle_start(&r->kick_idle, on_kick);
 }
 
 void runner_forget(agent *ag)
@@ -390,8 +394,8 @@ void runner_forget(agent *ag)
 
 void runner_init(registry *r)
 {
-    uv_timer_init(r->a->loop, &r->kick_timer);
-    r->kick_timer.data = r;
+    uv_idle_init(r->a->loop, &r->kick_idle);
+    r->kick_idle.data = r;
 }
 
 void runner_abort(instance *in)

@@ -131,9 +131,12 @@ void api_messages_send(http_request *req, http_response *res)
     uint64_t wait_ms = 0;
     const char *wait = http_query(req, "wait");
     cx_error err;
-    if (wait && !*wait)
-        wait_ms = a->config->messaging_default_reply_timeout_ms; /* ?wait with no value */
-    else if (wait && (units_parse_duration_ms(wait, &wait_ms, &err) < 0 || wait_ms > WAIT_MAX_MS)) {
+    if (wait && !*wait) {
+        /* ?wait with no value: the configured default, within the same cap */
+        wait_ms = a->config->messaging_default_reply_timeout_ms;
+        if (wait_ms > WAIT_MAX_MS)
+            wait_ms = WAIT_MAX_MS;
+    } else if (wait && (units_parse_duration_ms(wait, &wait_ms, &err) < 0 || wait_ms > WAIT_MAX_MS)) {
         http_reply_error(res, req, 400, CX_EPARSE, "INVALID_PARAMETER",
                          json_pack("{s:s}", "parameter", "wait"),
                          "wait must be a duration up to 5m such as 10s (no value: "

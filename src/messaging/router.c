@@ -25,7 +25,7 @@
 #define RETENTION_SWEEP_MS (3600u * 1000u)
 #define MAX_PARTICIPANTS 64
 #define MAX_INTERACTIONS 100000u
-#define MAX_WAIT_MS (15u * 60u * 1000u)
+#define MAX_WAIT_MS (5u * 60u * 1000u) /* as POST /api/v1/messages?wait= allows */
 #define SIMILAR_MAX 5
 
 typedef struct delivery {
@@ -62,8 +62,8 @@ enum {
     ST_JOURNAL_DELETE,
     ST_FIND_REPLY,
     ST_DEAD_INSERT,
-    ST_FIND_ANSWER,
     ST_HISTORY,
+    ST_JOURNAL_HAS,
     ST_COUNT
 };
 
@@ -82,10 +82,8 @@ static const char *const statements[ST_COUNT] = {
     "AND (?2 = '' OR conversation_id = ?2) ORDER BY seq DESC LIMIT 1",
     "INSERT INTO dead_letters(message_id, agent, reason, detail, failed_at, attempts, body) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "SELECT a.body FROM messages q JOIN messages a ON a.conversation_id = q.conversation_id "
-    "AND a.in_reply_to = COALESCE(q.reply_with, q.message_id) WHERE q.message_id = ? "
-    "ORDER BY a.seq LIMIT 1",
     "SELECT body, length(body) FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
+    "SELECT agent FROM journal WHERE message_id = ?1 AND (?2 IS NULL OR agent = ?2) LIMIT 1",
 };
 
 struct router {
@@ -104,6 +102,9 @@ struct router {
     bool quiesced;
     bool closing;
     bool batch_lost;  /* a failed write rolled back this loop turn's transaction */
+    uint64_t *batch_seqs; /* API deliveries made in this turn's transaction */
+    size_t batch_count, batch_cap;
+    uint64_t untracked_logged_ms;
     int open_handles; /* while closing */
     router_stats stats;
 };
@@ -181,9 +182,30 @@ static void run_commit_waiters(router *r, bool committed)
     }
 }
 
+static delivery *delivery_get(const router *r, uint64_t seq);
+static void delivery_free(router *r, delivery *d);
+
+/* The turn's writes are lost: its API deliveries are taken back (nobody
+ * started them yet: agents start on a later turn), so the clients' 500 is
+ * true and nothing runs without its journal row. */
+static void take_back_batch(router *r)
+{
+    for (size_t i = 0; i < r->batch_count; i++) {
+        delivery *d = delivery_get(r, r->batch_seqs[i]);
+        if (!d)
+            continue;
+        agent *ag = registry_find(r->a->agents, d->agent);
+        if (ag)
+            agent_withdraw(ag, d->seq);
+        if (r->stats.journal_pending > 0)
+            r->stats.journal_pending--;
+        delivery_free(r, d);
+    }
+}
+
 static void commit_now(router *r)
 {
-    bool committed = !r->batch_lost;
+    bool committed = !r->batch_lost && !state_take_commit_failure(r->a->state);
     r->batch_lost = false;
     if (!sqlite3_get_autocommit(r->db)) {
         char *msg = NULL;
@@ -195,6 +217,9 @@ static void commit_now(router *r)
             committed = false;
         }
     }
+    if (!committed)
+        take_back_batch(r);
+    r->batch_count = 0;
     run_commit_waiters(r, committed);
 }
 
@@ -333,6 +358,21 @@ static int journal_insert(router *r, const acl_message *m, const char *who, cx_e
         return db_error(r, err, "journal insert");
     r->stats.journal_pending++;
     return 0;
+}
+
+/* The agent (any agent when who is NULL) that holds message_id unanswered,
+ * copied into out; false when none. */
+static bool journal_has(router *r, const char *message_id, const char *who, char *out,
+                        size_t size)
+{
+    sqlite3_stmt *st = stmt(r, ST_JOURNAL_HAS);
+    bind_text(st, 1, message_id);
+    bind_text(st, 2, who);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    if (found && out)
+        snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    return found;
 }
 
 static void journal_delete(router *r, const char *message_id, const char *who)
@@ -502,18 +542,9 @@ int router_wait_reply(router *r, const char *message_id, uint64_t timeout_ms, ro
 {
     if (r->closing)
         return cx_error_set(err, CX_EUNAVAIL, "the server is shutting down");
-    /* The answer may already be there (a refusal decided at once). */
-    sqlite3_stmt *st = stmt(r, ST_FIND_ANSWER);
-    bind_text(st, 1, message_id);
-    json_t *reply = NULL;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        reply = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-    sqlite3_reset(st);
-    if (reply) {
-        fn(reply, 200, arg);
-        json_decref(reply);
-        return 0;
-    }
+    /* No answer can exist yet: agents start queued messages from an idle
+     * handle on a later loop turn than the commit this wait follows, and
+     * answers the router gives at once are returned by router_submit. */
     waiter *w = calloc(1, sizeof *w);
     if (!w)
         return cx_error_set(err, CX_ENOMEM, "out of memory");
@@ -556,18 +587,36 @@ static void interaction_key(const char *conversation, const char *id, char *key,
 typedef struct tracked {
     acl_interaction it;
     uint64_t touched_ms;
+    bool multi; /* broadcast: several agents answer the same request */
 } tracked;
 
-static void interaction_open(router *r, const acl_message *m)
+#define DONE_GRACE_MS 60000u /* finished interactions are remembered this long */
+
+static void interactions_expire(router *r, uint64_t before_ms);
+
+static void interaction_open(router *r, const acl_message *m, bool multi)
 {
     acl_interaction it;
-    if (!acl_interaction_start(m, &it) || r->interactions.count >= MAX_INTERACTIONS)
+    if (!acl_interaction_start(m, &it))
         return;
+    if (r->interactions.count >= MAX_INTERACTIONS)
+        interactions_expire(r, time_now_ms() - DONE_GRACE_MS);
+    if (r->interactions.count >= MAX_INTERACTIONS) {
+        uint64_t now = time_now_ms();
+        if (now - r->untracked_logged_ms > 60000u) {
+            r->untracked_logged_ms = now;
+            log_warn("router", "%u interactions are being tracked; protocol checks are skipped "
+                     "for new ones until older ones finish or time out", MAX_INTERACTIONS);
+        }
+        r->stats.untracked++;
+        return;
+    }
     tracked *copy = malloc(sizeof *copy);
     if (!copy)
         return;
     copy->it = it;
     copy->touched_ms = time_now_ms();
+    copy->multi = multi;
     char key[2 * ACL_ID_MAX + 4];
     interaction_key(m->conversation_id, m->reply_with ? m->reply_with : m->message_id, key,
                     sizeof key);
@@ -577,22 +626,38 @@ static void interaction_open(router *r, const acl_message *m)
     free(old);
 }
 
-/* 0 when the reply fits (or is outside any tracked interaction). */
-static int interaction_check(router *r, const acl_message *m, char *reason, size_t size)
+/* 0 when the reply fits (or is outside any tracked interaction). The
+ * interaction is not changed: on success *t (when tracked) and *next say
+ * what to store once the message is accepted (interaction_apply). */
+static int interaction_check(router *r, const acl_message *m, char *reason, size_t size,
+                             tracked **t, acl_interaction *next)
 {
+    *t = NULL;
     if (!m->in_reply_to)
         return 0;
     char key[2 * ACL_ID_MAX + 4];
     interaction_key(m->conversation_id, m->in_reply_to, key, sizeof key);
-    tracked *t = map_get(&r->interactions, key);
-    if (!t)
+    tracked *found = map_get(&r->interactions, key);
+    if (!found)
         return 0;
+    *next = found->it;
+    int rc = acl_interaction_advance(next, m, time_now_ms(), reason, size);
+    if (rc == 0)
+        *t = found;
+    return rc;
+}
+
+static void interaction_apply(tracked *t, const acl_interaction *next)
+{
+    if (!t)
+        return;
+    t->it = *next;
     t->touched_ms = time_now_ms();
-    return acl_interaction_advance(&t->it, m, t->touched_ms, reason, size);
 }
 
 typedef struct expiry {
-    uint64_t before_ms;
+    uint64_t before_ms;      /* anything idle since before this */
+    uint64_t done_before_ms; /* finished ones idle since before this */
     char **keys;
     size_t count, cap;
 } expiry;
@@ -600,7 +665,9 @@ typedef struct expiry {
 static int collect_expired(const char *key, void *value, void *arg)
 {
     expiry *e = arg;
-    if (((tracked *)value)->touched_ms >= e->before_ms)
+    const tracked *t = value;
+    bool done_and_old = t->it.step == ACL_STEP_DONE && t->touched_ms < e->done_before_ms;
+    if (t->touched_ms >= e->before_ms && !done_and_old)
         return 0;
     if (e->count == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 64;
@@ -615,10 +682,13 @@ static int collect_expired(const char *key, void *value, void *arg)
     return 0;
 }
 
-/* Forgets interactions idle longer than the conversation timeout. */
+/* Forgets interactions idle since before before_ms, and finished ones idle
+ * for DONE_GRACE_MS. */
 static void interactions_expire(router *r, uint64_t before_ms)
 {
-    expiry e = {.before_ms = before_ms};
+    uint64_t now = time_now_ms();
+    expiry e = {.before_ms = before_ms,
+                .done_before_ms = now > DONE_GRACE_MS ? now - DONE_GRACE_MS : 0};
     map_foreach(&r->interactions, collect_expired, &e);
     for (size_t i = 0; i < e.count; i++) {
         free(map_remove(&r->interactions, e.keys[i]));
@@ -665,11 +735,19 @@ static json_t *failure_content(const char *reason, const char *detail)
 static void deliver_reply(router *r, const acl_message *orig, acl_message *reply)
 {
     char reason[512];
-    if (interaction_check(r, reply, reason, sizeof reason) < 0)
-        log_event(LOG_STREAM_AGENTS, LOG_WARN, "router",
-                  json_pack("{s:s, s:s, s:s}", "event", "protocol_violation", "agent",
-                            reply->sender, "message_id", reply->message_id),
-                  "reply from %s breaks its protocol: %s", reply->sender, reason);
+    tracked *t = NULL;
+    acl_interaction next;
+    if (interaction_check(r, reply, reason, sizeof reason, &t, &next) < 0) {
+        char key[2 * ACL_ID_MAX + 4];
+        interaction_key(reply->conversation_id, reply->in_reply_to, key, sizeof key);
+        tracked *it = map_get(&r->interactions, key);
+        if (!it || !it->multi)
+            log_event(LOG_STREAM_AGENTS, LOG_WARN, "router",
+                      json_pack("{s:s, s:s, s:s}", "event", "protocol_violation", "agent",
+                                reply->sender, "message_id", reply->message_id),
+                      "reply from %s breaks its protocol: %s", reply->sender, reason);
+    }
+    interaction_apply(t, &next);
     cx_error err;
     if (record_message(r, reply, &err) < 0)
         log_error("router", "reply %s not stored: %s", reply->message_id, err.msg);
@@ -833,7 +911,23 @@ static int immediate_reply(router *r, const acl_message *m, acl_performative p, 
     return 0;
 }
 
-static int enqueue_to(router *r, const acl_message *m, agent *ag, bool journal, cx_error *err)
+/* Remembers an API delivery of this turn's transaction, to take it back if
+ * the transaction is lost. */
+static void batch_remember(router *r, uint64_t seq)
+{
+    if (r->batch_count == r->batch_cap) {
+        size_t cap = r->batch_cap ? r->batch_cap * 2 : 64;
+        uint64_t *grown = realloc(r->batch_seqs, cap * sizeof *grown);
+        if (!grown)
+            return;
+        r->batch_seqs = grown;
+        r->batch_cap = cap;
+    }
+    r->batch_seqs[r->batch_count++] = seq;
+}
+
+static int enqueue_to(router *r, const acl_message *m, agent *ag, bool journal, uint64_t *seq,
+                      cx_error *err)
 {
     /* Journal first: once queued, the message belongs to the agent. */
     if (journal) {
@@ -852,6 +946,9 @@ static int enqueue_to(router *r, const acl_message *m, agent *ag, bool journal, 
         return rc;
     }
     d->journaled = journal;
+    *seq = d->seq;
+    if (journal)
+        batch_remember(r, d->seq);
     r->stats.delivered++;
     return 0;
 }
@@ -956,8 +1053,17 @@ int router_submit(router *r, acl_message *m, acl_origin origin, route_strategy s
     if (!out->routed_to)
         return cx_error_set(err, CX_ENOMEM, "out of memory");
 
+    /* One unanswered copy of a message at a time: a retry with the same
+     * message_id must not be processed twice, nor mix up two waiters. */
+    char holder[ACL_NAME_MAX + 1];
+    if (origin == ACL_FROM_API && journal_has(r, m->message_id, NULL, holder, sizeof holder))
+        return cx_error_set(err, CX_EEXIST, "message '%s' is still waiting for an answer from "
+                            "'%s'; wait for it, or send a new message_id", m->message_id, holder);
+
     char reason[512];
-    if (interaction_check(r, m, reason, sizeof reason) < 0) {
+    tracked *t = NULL;
+    acl_interaction next;
+    if (interaction_check(r, m, reason, sizeof reason, &t, &next) < 0) {
         r->stats.refused++;
         if ((rc = record_message(r, m, err)) < 0)
             return rc;
@@ -968,6 +1074,7 @@ int router_submit(router *r, acl_message *m, acl_origin origin, route_strategy s
     if (m->performative == ACL_CANCEL) {
         if (m->in_reply_to)
             cancel_deliveries(r, m->in_reply_to);
+        interaction_apply(t, &next);
         r->stats.accepted++;
         return record_message(r, m, err);
     }
@@ -1017,24 +1124,37 @@ int router_submit(router *r, acl_message *m, acl_origin origin, route_strategy s
     }
 
     cx_error first = {0};
+    uint64_t seqs[256];
+    agent *queued[256];
+    size_t queued_count = 0;
     for (size_t i = 0; i < chosen_count; i++) {
         cx_error e;
-        if (enqueue_to(r, m, chosen[i], origin == ACL_FROM_API, &e) < 0) {
+        if (enqueue_to(r, m, chosen[i], origin == ACL_FROM_API, &seqs[queued_count], &e) < 0) {
             if (!first.code)
                 first = e;
             continue;
         }
+        queued[queued_count++] = chosen[i];
         json_array_append_new(out->routed_to, json_string(agent_name(chosen[i])));
     }
-    if (json_array_size(out->routed_to) == 0) {
+    if (queued_count == 0) {
         *err = first;
         return first.code ? first.code : CX_EINTERNAL;
     }
     /* Only accepted messages join the conversation (the agents start on a
-     * later loop turn, after this). */
-    if ((rc = record_message(r, m, err)) < 0)
+     * later loop turn, after this); a message that cannot be recorded is
+     * taken back, so the refusal the client gets is true. */
+    if ((rc = record_message(r, m, err)) < 0) {
+        for (size_t i = 0; i < queued_count; i++) {
+            delivery *d = delivery_get(r, seqs[i]);
+            agent_withdraw(queued[i], seqs[i]);
+            if (d)
+                finish_delivery(r, d);
+        }
         return rc;
-    interaction_open(r, m);
+    }
+    interaction_apply(t, &next);
+    interaction_open(r, m, queued_count > 1);
     r->stats.accepted++;
     return 0;
 }
@@ -1054,7 +1174,8 @@ static void drain_one(acl_message *m, uint64_t seq, void *arg)
     delivery *d = delivery_get(c->r, seq);
     if (!d)
         return;
-    if (c->to) {
+    /* the target must not hold the same message already (a broadcast) */
+    if (c->to && !journal_has(c->r, d->msg.message_id, agent_name(c->to), NULL, 0)) {
         cx_error err;
         char old_agent[ACL_NAME_MAX + 1];
         snprintf(old_agent, sizeof old_agent, "%s", d->agent);
@@ -1660,6 +1781,7 @@ void router_close(router *r)
     map_free(&r->interactions);
     map_foreach(&r->round_robin, free_entry, NULL);
     map_free(&r->round_robin);
+    free(r->batch_seqs);
     uv_check_stop(&r->commit);
     uv_timer_stop(&r->sweep);
     r->open_handles = 2;

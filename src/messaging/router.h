@@ -132,6 +132,7 @@ typedef struct router_stats {
     uint64_t accepted, delivered, replied, failed, refused, dead_lettered, redelivered;
     uint64_t journal_pending;
     uint64_t waiting;
+    uint64_t untracked; /* interactions not protocol-checked: the tracking table was full */
 } router_stats;
 void router_get_stats(const router *r, router_stats *out);
 

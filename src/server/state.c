@@ -16,6 +16,7 @@
 struct state_db {
     sqlite3 *sql;
     char *path;
+    bool commit_failed; /* commit_open_transaction lost someone else's writes */
 };
 
 /* Append only: a migration, once released, never changes. */
@@ -135,8 +136,19 @@ static int exec_sql(state_db *db, const char *sql, cx_error *err)
  * commit (router.c keeps a transaction open within a loop iteration). */
 static void commit_open_transaction(state_db *db)
 {
-    if (!sqlite3_get_autocommit(db->sql))
-        exec_sql(db, "COMMIT", NULL);
+    if (sqlite3_get_autocommit(db->sql))
+        return;
+    if (exec_sql(db, "COMMIT", NULL) < 0) {
+        sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+        db->commit_failed = true;
+    }
+}
+
+bool state_take_commit_failure(state_db *db)
+{
+    bool failed = db->commit_failed;
+    db->commit_failed = false;
+    return failed;
 }
 
 static int query_int(state_db *db, const char *sql, int64_t *out, cx_error *err)

@@ -52,6 +52,9 @@ int state_schema_version(state_db *db);
 /* The connection, for the parts that keep their own tables here (the
  * router). Loop thread only, like everything in this file. */
 struct sqlite3 *state_sqlite(state_db *db);
+/* True (once) when a write here had to commit a transaction the router had
+ * open and that commit failed: the router's writes of that moment are lost. */
+bool state_take_commit_failure(state_db *db);
 /* A cheap liveness probe of the database for /health/deep. */
 int state_check(state_db *db, cx_error *err);
 

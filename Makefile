@@ -54,10 +54,13 @@ e2e: asan build
 
 test: unit conformance fuzz-quick e2e
 
-# The fuzzer for FUZZ_QUICK_SECONDS inside make test (regression inputs first).
+# The fuzzers inside make test (regression inputs first): the WebAssembly
+# engine for FUZZ_QUICK_SECONDS, each text parser for FUZZ_QUICK_PARSER_SECONDS.
 FUZZ_QUICK_SECONDS ?= 30
+FUZZ_QUICK_PARSER_SECONDS ?= 10
 fuzz-quick: asan
 	tests/fuzz/run.sh $(FUZZ_QUICK_SECONDS)
+	tests/fuzz/run_parsers.sh $(FUZZ_QUICK_PARSER_SECONDS)
 
 # The WebAssembly spec test suite (../shared/wasm-testsuite or
 # CAXTON_WASM_TESTSUITE), alone.
@@ -67,9 +70,13 @@ conformance: asan
 # libFuzzer on the WebAssembly engine under ASan+UBSan for FUZZ_SECONDS
 # (regression inputs first); a crashing input lands in tests/fuzz/crashes/.
 FUZZ_SECONDS ?= 300
-.PHONY: fuzz-wasm
+.PHONY: fuzz-wasm fuzz-parsers
 fuzz-wasm: deps-test
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# libFuzzer on the agent definition and FIPA-ACL message parsers, FUZZ_SECONDS each.
+fuzz-parsers: deps-test
+	tests/fuzz/run_parsers.sh $(FUZZ_SECONDS)
 
 bench: deps-bench build
 	bench/run.sh $(BUILD)/caxton

@@ -165,11 +165,14 @@ json_t *agentdef_to_json(const agent_def *def);
  * memory_context may be NULL (replaced by ""). Returns a new string. */
 char *agentdef_render_prompt(const agent_def *def, const char *memory_context);
 
-/* For --fix-suggestions: when every error found in text is mechanical (tabs
- * for indentation, a key a small edit away from a known one, a missing
- * closing ---, a number out of range clamped into it, a name with upper case
- * or underscores), returns the corrected file text; otherwise NULL. */
+/* For --fix-suggestions: applies the mechanical fixes (tabs for
+ * indentation, a key a small edit away from a known one, a missing closing
+ * ---, a number out of range clamped into it, a name with upper case or
+ * underscores) and returns the corrected file text. With remaining_errors
+ * NULL, only a text that then has no errors is returned (else NULL); with
+ * it, any text where a fix applied is returned and *remaining_errors says
+ * how many errors still need a manual fix. NULL when no fix applies. */
 char *agentdef_fix_suggestions(const char *file, const char *text, size_t len,
-                               const agentdef_context *ctx);
+                               const agentdef_context *ctx, size_t *remaining_errors);
 
 #endif

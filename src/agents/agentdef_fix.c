@@ -10,6 +10,7 @@
  * text only when a round ends with no errors at all. Anything that needs a
  * human decision (a bad version, an unknown provider) leaves an error no
  * edit removes, so the answer is then NULL. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,28 +181,40 @@ static char *apply_fixes(const char *text, size_t len, const agentdef_fixes *fx)
 }
 
 char *agentdef_fix_suggestions(const char *file, const char *text, size_t len,
-                               const agentdef_context *ctx)
+                               const agentdef_context *ctx, size_t *remaining_errors)
 {
+    if (remaining_errors)
+        *remaining_errors = 0;
     if (!text || len > AGENTDEF_MAX_FILE || memchr(text, '\0', len))
         return NULL;
     char *current = strndup(text, len);
     bool changed = false;
+    size_t errors = 0;
     for (int round = 0; current && round < FIX_ROUNDS; round++) {
         agentdef_diags diags;
         agentdef_fixes fx = {0};
         agentdef_free(agentdef_parse_fixing(file, current, strlen(current), ctx, &diags, &fx));
-        bool clean = diags.errors == 0;
+        errors = diags.errors;
         agentdef_diags_free(&diags);
         char *next = apply_fixes(current, strlen(current), &fx);
         agentdef_fixes_free(&fx);
-        if (!next) {
-            if (clean && changed)
-                return current;
+        if (!next)
             break;
-        }
         free(current);
         current = next;
         changed = true;
+        errors = SIZE_MAX; /* not parsed since this round's fixes */
+    }
+    if (current && changed && errors == SIZE_MAX) {
+        agentdef_diags diags;
+        agentdef_free(agentdef_parse(file, current, strlen(current), ctx, &diags));
+        errors = diags.errors;
+        agentdef_diags_free(&diags);
+    }
+    if (current && changed && (errors == 0 || remaining_errors)) {
+        if (remaining_errors)
+            *remaining_errors = errors;
+        return current;
     }
     free(current);
     return NULL;

@@ -231,12 +231,26 @@ static void print_result(const char *file, const agentdef_diags *diags, const ag
         print_definition(def);
 }
 
-static void print_fix(const char *file, const char *fixed, size_t errors)
+/* The suggested file, and the problems it still has. */
+static void print_fix(const char *file, const char *fixed, size_t errors, size_t remaining,
+                      const agentdef_context *ctx)
 {
     if (fixed) {
         printf("--- suggested file ---\n");
         output_text(stdout, fixed, "");
         printf("--- end of suggested file ---\n");
+        if (remaining > 0) {
+            agentdef_diags diags = {0};
+            agentdef_free(agentdef_parse(file, fixed, strlen(fixed), ctx, &diags));
+            char *text = NULL;
+            output_line(stdout, "the suggested file fixes the mechanical problems; %zu error%s "
+                        "still need%s a manual fix:", remaining, remaining == 1 ? "" : "s",
+                        remaining == 1 ? "s" : "");
+            if (agentdef_diags_format(&diags, file, &text) == 0 && text)
+                output_text(stdout, text, "");
+            free(text);
+            agentdef_diags_free(&diags);
+        }
         output_line(stdout, "save it as %s and run 'caxton agents validate %s' again", file,
                     file);
     } else if (errors > 0) {
@@ -245,10 +259,11 @@ static void print_fix(const char *file, const char *fixed, size_t errors)
     }
 }
 
-/* {"file","valid","errors","warnings","diagnostics","definition"?,"suggested_fix"?}; NULL when
+/* {"file","valid","errors","warnings","diagnostics","definition"?,"suggested_fix"?,
+ * "suggested_fix_remaining_errors"?}; NULL when
  * out of memory. */
 static json_t *result_json(const char *file, const agentdef_diags *diags, const agent_def *def,
-                           bool detailed, const char *fixed)
+                           bool detailed, const char *fixed, size_t remaining)
 {
     json_t *doc = json_pack("{s:s, s:b, s:I, s:I, s:o}", "file", file, "valid",
                             diags->errors == 0, "errors", (json_int_t)diags->errors, "warnings",
@@ -259,7 +274,10 @@ static json_t *result_json(const char *file, const agentdef_diags *diags, const 
         json_decref(doc);
         return NULL;
     }
-    if (doc && fixed && json_object_set_new(doc, "suggested_fix", json_string(fixed)) != 0) {
+    if (doc && fixed &&
+        (json_object_set_new(doc, "suggested_fix", json_string(fixed)) != 0 ||
+         json_object_set_new(doc, "suggested_fix_remaining_errors",
+                             json_integer((json_int_t)remaining)) != 0)) {
         json_decref(doc);
         return NULL;
     }
@@ -288,12 +306,12 @@ static int validate_one(const cli_invocation *inv, const validate_setup *s, cons
     bool want_fix = cli_flag_set(inv, "fix-suggestions");
     agentdef_diags diags = {0};
     char *text = NULL, *fixed = NULL;
-    size_t len = 0;
+    size_t len = 0, remaining = 0;
     agent_def *def = NULL;
     if (agentdir_read(file, &text, &len, &diags) == 0)
         def = agentdef_parse(file, text, len, &s->ctx, &diags);
     if (want_fix && text && diags.errors + diags.warnings > 0) {
-        fixed = agentdef_fix_suggestions(file, text, len, &s->ctx);
+        fixed = agentdef_fix_suggestions(file, text, len, &s->ctx, &remaining);
         if (fixed && strcmp(fixed, text) == 0) {
             free(fixed);
             fixed = NULL;
@@ -301,13 +319,13 @@ static int validate_one(const cli_invocation *inv, const validate_setup *s, cons
     }
     int rc = diags.errors > 0;
     if (files) {
-        json_t *doc = result_json(file, &diags, def, detailed, fixed);
+        json_t *doc = result_json(file, &diags, def, detailed, fixed, remaining);
         if (!doc || json_array_append_new(files, doc) != 0)
             rc = -1;
     } else {
         print_result(file, &diags, def, detailed);
         if (want_fix && text)
-            print_fix(file, fixed, diags.errors);
+            print_fix(file, fixed, diags.errors, remaining, &s->ctx);
     }
     free(fixed);
     free(text);
@@ -354,7 +372,7 @@ static json_t *report_json(const agentdir_report *report, const char *dir, bool 
         const agentdir_file *f = &report->files[i];
         if (failed_only && f->diags.errors == 0)
             continue;
-        json_t *doc = result_json(f->path, &f->diags, f->def, false, NULL);
+        json_t *doc = result_json(f->path, &f->diags, f->def, false, NULL, 0);
         if (!doc || json_array_append_new(files, doc) != 0) {
             json_decref(files);
             return NULL;

@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(agentdef_render_prompt(def, "memories"));
         agentdef_free(def);
     } else if (diags.errors > 0 && size < 4096) {
-        free(agentdef_fix_suggestions("fuzz.md", (const char *)data, size, &ctx));
+        free(agentdef_fix_suggestions("fuzz.md", (const char *)data, size, &ctx, NULL));
     }
     agentdef_diags_free(&diags);
     return 0;

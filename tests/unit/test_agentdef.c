@@ -906,7 +906,7 @@ static void test_megabyte_of_garbage(void **state)
     assert_null(agentdef_parse("agent", text, len, &openai_ctx, &d));
     assert_true(d.errors >= 1);
     agentdef_diags_free(&d);
-    assert_null(agentdef_fix_suggestions("agent", text, len, &openai_ctx));
+    assert_null(agentdef_fix_suggestions("agent", text, len, &openai_ctx, NULL));
 
     /* Printable garbage inside a frontmatter: refused, quickly. */
     static const char alphabet[] = "ab: -[]{}\n#&*!|>\"',?";
@@ -1244,7 +1244,7 @@ static void test_fix_suggestions(void **state)
     const char *text = "---\nname: My_Agent\nversion: 1.0.0\ncapabilites: [summarization]\n"
                        "llm:\n\tprovider: openai\n\ttemperature: 3\n\tmodle: gpt-4o\n"
                        "instances: 100\n\nHi {{name}}\n";
-    char *fixed = agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx);
+    char *fixed = agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL);
     assert_non_null(fixed);
     assert_string_equal(fixed, "---\nname: my-agent\nversion: 1.0.0\n"
                                "capabilities: [summarization]\nllm:\n  provider: openai\n"
@@ -1255,7 +1255,7 @@ static void test_fix_suggestions(void **state)
 
     /* A misspelled key alone (a warning) is renamed too. */
     text = MINIMAL "descriptin: x\n---\n";
-    fixed = agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx);
+    fixed = agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL);
     assert_non_null(fixed);
     assert_non_null(strstr(fixed, "\ndescription: x\n"));
     assert_fix_parses(fixed);
@@ -1263,19 +1263,19 @@ static void test_fix_suggestions(void **state)
 
     /* Nothing to fix, or something only a person can fix: NULL. */
     text = MINIMAL "---\n";
-    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx));
+    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL));
     text = "---\nname: My_Agent\nversion: 1.2\ncapabilities: [x]\n---\n";
-    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx));
+    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL));
     text = MINIMAL "llm: {provider: azure}\n---\n";
-    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx));
+    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL));
     text = MINIMAL "---\n{{unknown}}\n";
-    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx));
+    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL));
     /* A rename that would collide with an existing key is not offered. */
     text = MINIMAL "descriptin: x\ndescription: y\n---\n";
-    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx));
-    assert_null(agentdef_fix_suggestions("agent", NULL, 0, &openai_ctx));
+    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL));
+    assert_null(agentdef_fix_suggestions("agent", NULL, 0, &openai_ctx, NULL));
     static const char with_nul[] = "---\nname: a\0\n---\n";
-    assert_null(agentdef_fix_suggestions("agent", with_nul, sizeof with_nul - 1, &openai_ctx));
+    assert_null(agentdef_fix_suggestions("agent", with_nul, sizeof with_nul - 1, &openai_ctx, NULL));
 }
 
 static void test_fix_closing_marker(void **state)
@@ -1283,13 +1283,13 @@ static void test_fix_closing_marker(void **state)
     (void)state;
     const char *text = MINIMAL "llm:\n  provider: openai\n# done\n\n\nYou summarize.\nNote: "
                                "keep it short.\n";
-    char *fixed = agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx);
+    char *fixed = agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL);
     assert_non_null(fixed);
     assert_string_equal(fixed, MINIMAL "llm:\n  provider: openai\n# done\n---\n\n\n"
                                        "You summarize.\nNote: keep it short.\n");
     free(fixed);
     text = MINIMAL "instances: 99";
-    fixed = agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx);
+    fixed = agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL);
     assert_non_null(fixed);
     assert_string_equal(fixed, MINIMAL "instances: 64\n---\n");
     free(fixed);
@@ -1342,9 +1342,31 @@ static void test_examples_validate(void **state)
     assert_true(checked >= 3);
 }
 
+/* A fix that leaves errors a person must fix is offered only when asked. */
+static void test_fix_suggestions_partial(void **state)
+{
+    (void)state;
+    const char *text = "---\nname: Partial_Agent\nversion: 1.2\ncapabilities: [x-y]\n"
+                       "llm:\n\tprovider: openai\n---\nHi\n";
+    assert_null(agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, NULL));
+    size_t remaining = 0;
+    char *fixed = agentdef_fix_suggestions("agent", text, strlen(text), &openai_ctx, &remaining);
+    assert_non_null(fixed);
+    assert_int_equal(remaining, 1); /* version 1.2 is not semver: not mechanical */
+    assert_null(strchr(fixed, '\t'));
+    assert_non_null(strstr(fixed, "name: partial-agent"));
+    free(fixed);
+    remaining = 99;
+    const char *clean = "---\nname: fine-agent\nversion: 1.0.0\ncapabilities: [x-y]\n"
+                        "llm:\n  provider: openai\n---\nHi\n";
+    assert_null(agentdef_fix_suggestions("agent", clean, strlen(clean), &openai_ctx, &remaining));
+    assert_int_equal(remaining, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fix_suggestions_partial),
         cmocka_unit_test(test_full_valid_file),
         cmocka_unit_test(test_minimal_file_gets_defaults),
         cmocka_unit_test(test_wasm_agent),

@@ -48,7 +48,8 @@ int cmd_config_validate(const cli_invocation *inv)
     if (json_array_size(llm_errors) > 0) {
         all = calloc(error_count + json_array_size(llm_errors), sizeof *all);
         if (all) {
-            memcpy(all, diag.errors, error_count * sizeof *all);
+            if (error_count)
+                memcpy(all, diag.errors, error_count * sizeof *all);
             size_t i;
             json_t *e;
             json_array_foreach(llm_errors, i, e) {

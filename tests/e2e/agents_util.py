@@ -5,6 +5,7 @@ Definition files as an operator writes them, a server config whose provider
 in its agents dir, bounded polling, and small readers for the API, the CLI
 and agents.log. Every wait here is bounded in both attempts and time.
 """
+import itertools
 import json
 import os
 import time
@@ -12,8 +13,8 @@ import time
 from conftest import SANITIZER_MARKS
 
 POLL_INTERVAL_S = 0.02
-WAIT_S = 3.0  # hot reload is debounced ~25 ms; 3 s is ample even under the sanitizers
-SEND_WAIT = "5s"
+WAIT_S = 10.0  # hot reload is debounced ~25 ms; the bound only matters when something is wrong
+SEND_WAIT = "10s"
 
 
 def agent_md(name, version="1.0.0", capabilities=("echo",), prompt=None, model="test-model",
@@ -45,11 +46,25 @@ def agents_dir(server):
     return os.path.join(server.data_dir, "agents")
 
 
+_temp_serial = itertools.count()
+
+
 def write_file(directory, filename, content):
-    """Writes one file (text or bytes) in directory; returns its path."""
+    """Writes one file (text or bytes) in directory at once; returns its path.
+
+    The content goes to a hidden temporary file in the same directory (the
+    server ignores names starting with a dot), which then replaces the
+    target with one rename: the watcher never sees a half-written file, and
+    one write is one change event."""
     path = os.path.join(directory, filename)
-    with open(path, "wb" if isinstance(content, bytes) else "w") as f:
-        f.write(content)
+    temp = os.path.join(directory, f".{filename}.{os.getpid()}.{next(_temp_serial)}.tmp")
+    try:
+        with open(temp, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
     return path
 
 

@@ -11,6 +11,8 @@ steps, each used by one request, in order:
     {"status": 429, "headers": {"Retry-After": "1"}}
     {"status": 500}                   an OpenAI-style error body
     {"delay": 3.0}                    wait, then go on with the rest of the step
+    {"gate": threading.Event()}       hold the answer until the event is set (at most
+                                      "gate_timeout" seconds, default 60), then go on
     {"body": "not json"}              this exact body (status 200 unless given)
     {"json": {...}}                   this JSON document as the body
     {"choices": []}                   an answer with these choices
@@ -80,14 +82,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status, payload, headers=None, content_type="application/json"):
         data = payload if isinstance(payload, bytes) else payload.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, str(v))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, str(v))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            # the client gave up while the answer was held (killed, timed out)
+            self.close_connection = True
 
     def _read_body(self):
         length = self.headers.get("Content-Length")
@@ -124,6 +130,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, owner, step, body):
         delay = float(step.get("delay", 0) or 0) + owner.latency
         if delay > 0 and owner._stopping.wait(delay):
+            self.close_connection = True
+            return
+        gate = step.get("gate")
+        if gate is not None and not owner._pass_gate(gate, float(step.get("gate_timeout", 60))):
             self.close_connection = True
             return
         if step.get("close"):
@@ -231,6 +241,14 @@ class ScriptedLLM:
                     return True
             time.sleep(0.01)
         return False
+
+    def _pass_gate(self, gate, timeout):
+        """Waits for gate (at most timeout seconds); False when the server stops first."""
+        end = time.monotonic() + timeout
+        while not gate.is_set() and time.monotonic() < end:
+            if self._stopping.wait(0.02):
+                return False
+        return True
 
     def _begin(self, body, headers):
         with self._lock:

@@ -35,10 +35,10 @@ def agent_md(name, capabilities=("chat",), body=None, parameters=None, limits=No
     return "\n".join(lines) + "\n"
 
 
-def config_text(llm_url, messaging=None, extra=""):
+def config_text(llm_url, messaging=None, extra="", provider_timeout="2s"):
     """A server config with the scripted provider and the given messaging settings."""
     text = ("llm:\n  providers:\n    openai:\n"
-            f"      base_url: {llm_url}\n      timeout: 2s\n      retries: 1\n")
+            f"      base_url: {llm_url}\n      timeout: {provider_timeout}\n      retries: 1\n")
     if messaging:
         text += "messaging:\n" + "".join(f"  {k}: {v}\n" for k, v in messaging.items())
     return text + extra
@@ -183,3 +183,18 @@ def metric(text, name, **labels):
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
             return float(value)
     return None
+
+
+def log_events(s, stream="agents.log"):
+    """The JSON lines of one of the server's log files (unparsable lines skipped)."""
+    path = os.path.join(s.log_dir, stream)
+    if not os.path.exists(path):
+        return []
+    events = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events

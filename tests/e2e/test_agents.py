@@ -16,6 +16,7 @@ checks it exited 0 with no sanitizer report.
 import os
 import re
 import subprocess
+import threading
 
 import pytest
 
@@ -514,20 +515,29 @@ def test_hot_reload(make_server, llm):
     first_conversation = r.json()["conversation_id"]
     assert system_prompt(llm.requests[-1]) == "Prompt one for hot.\n"
 
-    # A message in flight finishes while the file changes under it.
-    llm.script([{"delay": 0.6}])
+    # A message in flight finishes while the file changes under it: its answer is
+    # held until the new version is live.
+    gate = threading.Event()
+    llm.script([{"gate": gate}])
     slow = send(s, "hot", "slow one", wait=None)
     assert slow.status == 202, slow
-    assert llm.wait_for_requests(2, timeout=5)
-    assert agent(s, "hot")["instance_states"][0]["state"] == "busy"
+    try:
+        assert llm.wait_for_requests(2, timeout=10)
+        assert agent(s, "hot")["instance_states"][0]["state"] == "busy"
 
-    # A valid edit: the new version answers the next message with the new prompt.
-    write_file(agents_dir(s), "hot.md",
-               agent_md("hot", version="1.1.0", prompt="Prompt two for {{name}}."))
-    wait_for(lambda: agent(s, "hot")["version"] == "1.1.0", "version 1.1.0")
+        # A valid edit: the new version answers the next message with the new prompt.
+        write_file(agents_dir(s), "hot.md",
+                   agent_md("hot", version="1.1.0", prompt="Prompt two for {{name}}."))
+        wait_for(lambda: agent(s, "hot")["version"] == "1.1.0", "version 1.1.0")
+        doc = agent(s, "hot")
+        assert doc["instance_states"][0]["state"] == "busy", doc  # still on the old version
+        assert replies(s, slow.json()["conversation_id"]) == []
+    finally:
+        gate.set()
     wait_for(lambda: replies(s, slow.json()["conversation_id"]), "the in-flight answer")
     rs = replies(s, slow.json()["conversation_id"])
     assert [m["performative"] for m in rs] == ["inform"], rs
+    assert system_prompt(llm.requests[1]) == "Prompt one for hot.\n", llm.requests[1]
     r = send(s, "hot", "second")
     assert r.status == 200, r
     assert system_prompt(llm.requests[-1]) == "Prompt two for hot.\n"
@@ -621,6 +631,66 @@ def test_files_renamed_in_agents_dir_keep_their_agents(make_server, llm):
     for n in names:
         r = send(s, n, "still here?")
         assert r.status == 200 and r.json()["reply"]["performative"] == "inform", (n, r)
+    stop_clean(s)
+
+
+def test_file_renamed_while_suspended_keeps_name_and_queue(make_server, llm):
+    """`mv mover.md moved.md` while the agent is suspended with two queued messages: the
+    agent keeps its name, its state and its queue, and runs from moved.md."""
+    s = start_with_agents(make_server, llm, {"mover.md": agent_md("mover")})
+    directory = agents_dir(s)
+    assert s.admin("POST", "/api/v1/agents/mover/suspend").status == 200
+    sent = [send(s, "mover", f"queued {i}", wait=None) for i in range(2)]
+    assert [x.status for x in sent] == [202, 202], sent
+    os.rename(os.path.join(directory, "mover.md"), os.path.join(directory, "moved.md"))
+    moved = os.path.join(directory, "moved.md")
+    doc = wait_for(lambda: (a := agent(s, "mover")) and a["file"] == moved and a,
+                   "the agent on its new file")
+    assert doc["state"] == "suspended", doc
+    assert doc["queue"]["depth"] == 2, doc
+    r = s.admin("GET", "/api/v1/agents/mover/queue")
+    assert r.status == 200 and r.json()["depth"] == 2, r
+    assert set(agents_by_name(s)) == {"mover"}, agents_by_name(s)
+    assert agent(s, "moved") is None
+    assert llm.requests == []
+    assert s.admin("POST", "/api/v1/agents/mover/resume").status == 200
+    for x in sent:
+        rs = wait_for(lambda: replies(s, x.json()["conversation_id"]), "an answer")
+        assert [(m["performative"], m["sender"]) for m in rs] == [("inform", "mover")], rs
+    assert len(llm.requests) == 2
+    assert agent(s, "mover")["file"] == moved
+    stop_clean(s)
+
+
+def test_file_renamed_onto_a_failed_file_keeps_the_agent(make_server, llm):
+    """target.md is invalid (a failed entry named target); `mv keeper.md target.md`: the
+    agent keeper runs on from target.md under its own name, and the failed entry goes."""
+    s = start_with_agents(make_server, llm, {
+        "keeper.md": agent_md("keeper"),
+        "target.md": "---\nname: target\n---\nno version, no capabilities\n",
+    })
+    directory = agents_dir(s)
+    target = os.path.join(directory, "target.md")
+    assert agent(s, "target")["state"] == "failed"
+    assert agent(s, "keeper")["state"] == "active"
+    os.rename(os.path.join(directory, "keeper.md"), target)
+
+    def settled():
+        agents = agents_by_name(s)
+        keeper = agents.get("keeper") or {}
+        return keeper.get("file") == target and "target" not in agents and agents
+    try:
+        agents = wait_for(settled, "keeper on target.md and the failed entry gone")
+    except AssertionError:
+        agents = agents_by_name(s)
+    summary = {k: (a["state"], a["file"], a["state_reason"]) for k, a in agents.items()}
+    assert set(agents) == {"keeper"}, summary
+    assert agents["keeper"]["file"] == target, summary
+    assert agents["keeper"]["state"] == "active", summary
+    assert agent(s, "target") is None
+    r = send(s, "keeper", "still here?")
+    assert r.status == 200 and r.json()["reply"]["performative"] == "inform", r
+    assert r.json()["reply"]["sender"] == "keeper", r
     stop_clean(s)
 
 
@@ -892,10 +962,36 @@ def test_guide_agent_not_responding(make_server, llm):
     """Status --detailed, queue-status and the error log find a busy agent with a
     backlog and a provider error; scaling it up clears the backlog."""
     s = start_with_agents(make_server, llm, {"slowpoke.md": agent_md("slowpoke")})
-    llm.script([{"delay": 2.0, "status": 500}])
+    # The first answer (a 500) is held until the scaled-up instance has its own call
+    # in flight, so the steps below never race it.
+    gate = threading.Event()
+    llm.script([{"gate": gate, "status": 500}])
+    try:
+        first, backlog = guide_busy_agent_steps(s, llm)
+    finally:
+        gate.set()
+    for x in [first] + backlog:
+        wait_for(lambda: replies(s, x.json()["conversation_id"]), "an answer")
+    outcome = [replies(s, x.json()["conversation_id"])[0] for x in [first] + backlog]
+    assert failure_reason(outcome[0]) == "provider-error", outcome[0]
+    assert [m["performative"] for m in outcome[1:]] == ["inform", "inform"], outcome
+    assert llm.max_in_flight == 2, llm.max_in_flight
+    first_id = first.json()["message_id"]
+
+    # 5. Review recent logs.
+    r = cli(s, "agents", "logs", "slowpoke", "--level", "error", "--last-10min")
+    assert r.returncode == 0, out(r)
+    assert f"message {first_id} to slowpoke failed: provider-error" in r.stdout, r.stdout
+    assert len(r.stdout.strip().splitlines()) == 1, r.stdout
+    stop_clean(s)
+
+
+def guide_busy_agent_steps(s, llm):
+    """Steps 1, 2 and the scale-up of the guide while the first answer is held;
+    returns the first message and the two queued behind it."""
     first = send(s, "slowpoke", "first", wait=None)
     assert first.status == 202, first
-    assert llm.wait_for_requests(1, timeout=5)
+    assert llm.wait_for_requests(1, timeout=10)
     backlog = [send(s, "slowpoke", f"waiting {i}", wait=None) for i in range(2)]
     assert [x.status for x in backlog] == [202, 202], backlog
 
@@ -912,22 +1008,13 @@ def test_guide_agent_not_responding(make_server, llm):
     assert r.returncode == 0, out(r)
     assert "slowpoke: 2 of 1000 queued, 1 in flight, accepting messages" in r.stdout, r.stdout
 
-    # Queue backlog: scale up; the new instance takes a queued message at once.
+    # Queue backlog: scale up; the new instance takes a queued message at once,
+    # while the first one is still held (two calls in flight together).
     r = cli(s, "agents", "scale", "slowpoke", "--instances", "+1")
     assert r.returncode == 0, out(r)
-    for x in [first] + backlog:
-        wait_for(lambda: replies(s, x.json()["conversation_id"]), "an answer", timeout=5)
-    outcome = [replies(s, x.json()["conversation_id"])[0] for x in [first] + backlog]
-    assert failure_reason(outcome[0]) == "provider-error", outcome[0]
-    assert [m["performative"] for m in outcome[1:]] == ["inform", "inform"], outcome
-    assert llm.max_in_flight == 2, llm.max_in_flight
-
-    # 5. Review recent logs.
-    r = cli(s, "agents", "logs", "slowpoke", "--level", "error", "--last-10min")
-    assert r.returncode == 0, out(r)
-    assert f"message {first_id} to slowpoke failed: provider-error" in r.stdout, r.stdout
-    assert len(r.stdout.strip().splitlines()) == 1, r.stdout
-    stop_clean(s)
+    wait_for(lambda: llm.max_in_flight == 2, "a second call in flight beside the held one")
+    assert llm.in_flight >= 1 and replies(s, first.json()["conversation_id"]) == []
+    return first, backlog
 
 
 def test_guide_hot_reload_failing(make_server, llm):

@@ -41,13 +41,19 @@ def json_lines(path):
 
 
 def pid_alive(pid):
-    """True while pid is a live process (a zombie waiting to be reaped counts as gone)."""
+    """True while pid is a live process (a zombie waiting to be reaped counts as
+    gone). A killed process's leader can turn zombie while its other threads
+    are still exiting and holding its files (the server's lock among them), so
+    those threads count as alive."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
+        tasks = os.listdir(f"/proc/{pid}/task")
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    if stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+        return True
+    return any(t != str(pid) for t in tasks)
 
 
 def run_files(s):

@@ -15,6 +15,9 @@
  *         timeout: 30s                # per attempt
  *         retries: 3                  # after the first attempt
  *         max_concurrency: 16         # requests in flight; the rest wait in FIFO order
+ *         fallback: [local]           # tried in order when this one fails after retries
+ *       claude: { type: anthropic, base_url: https://api.anthropic.com, api_key: ... }
+ *       local:  { type: ollama, base_url: http://localhost:11434, model: llama3.1 }
  *
  * Each call is tried, and retried on connection errors, timeouts, 429 and
  * 5xx with exponential backoff and jitter, honouring Retry-After (seconds or
@@ -22,9 +25,14 @@
  * the done callback runs exactly once (unless the call was cancelled), on the
  * loop thread, never from inside llm_chat() itself.
  *
- * The request and result are provider-neutral so the agent loop is written
- * once; this issue implements the `openai` type (chat completions), tools
- * slot into llm_request/llm_result later. Everything here runs on the loop
+ * The request and result are provider-neutral (messages, tool definitions,
+ * tool calls and results, usage) so the agent loop is written once; each
+ * type maps them onto its protocol: `openai` (POST {base_url}/chat/completions
+ * with `tools`), `anthropic` (POST {base_url}/v1/messages with `tools`,
+ * `x-api-key`, `anthropic-version`), `ollama` (POST {base_url}/api/chat).
+ * When a provider fails after its retries (unreachable, 5xx, 429, timeout),
+ * its `fallback` providers are tried in order within the same deadline; the
+ * result names the provider that answered. Everything here runs on the loop
  * thread only. */
 #ifndef CAXTON_LLM_LLM_H
 #define CAXTON_LLM_LLM_H
@@ -42,11 +50,40 @@
 #define LLM_BACKOFF_BASE_MS 250u
 #define LLM_BACKOFF_MAX_MS 8000u
 
-typedef enum llm_role { LLM_ROLE_SYSTEM, LLM_ROLE_USER, LLM_ROLE_ASSISTANT } llm_role;
+typedef enum llm_role {
+    LLM_ROLE_SYSTEM,
+    LLM_ROLE_USER,
+    LLM_ROLE_ASSISTANT,
+    LLM_ROLE_TOOL, /* the result of one tool call */
+} llm_role;
 
+/* A tool the LLM may call. name: 1..64 of [A-Za-z0-9_-] (every provider's
+ * rule; callers map their own names, e.g. "files.read_file", onto it). */
+typedef struct llm_tool {
+    const char *name;
+    const char *description;   /* may be NULL */
+    const json_t *input_schema; /* a JSON Schema object; NULL = {"type":"object"} */
+} llm_tool;
+
+/* One tool call the LLM asked for. */
+typedef struct llm_tool_call {
+    const char *id;        /* the provider's id (generated when it gives none) */
+    const char *name;
+    const json_t *arguments; /* an object, or NULL when the LLM sent text that is not one */
+    const char *arguments_text; /* the arguments as the LLM sent them */
+} llm_tool_call;
+
+/* A message of the conversation sent to the LLM. */
 typedef struct llm_message {
     llm_role role;
-    const char *content; /* UTF-8 text */
+    const char *content;      /* UTF-8 text; may be NULL for an assistant turn with tool calls */
+    /* assistant turns that asked for tools */
+    const llm_tool_call *tool_calls;
+    size_t tool_call_count;
+    /* LLM_ROLE_TOOL: which call this answers */
+    const char *tool_call_id;
+    const char *tool_name;
+    bool is_error;            /* the tool failed; content says why */
 } llm_message;
 
 typedef struct llm_request {
@@ -59,6 +96,8 @@ typedef struct llm_request {
     size_t message_count;
     uint64_t deadline_ms;        /* monotonic ms (time_monotonic_ns()/1e6); 0 = none */
     const char *agent;           /* for logs and usage accounting; may be NULL */
+    const llm_tool *tools;       /* offered to the LLM; copied by llm_chat */
+    size_t tool_count;
 } llm_request;
 
 /* Why a call failed: stable short words, used as the `reason` of the
@@ -77,7 +116,11 @@ typedef struct llm_result {
     int code;                  /* 0, or a CX_E* code */
     const char *reason;        /* NULL on success, else one of LLM_REASON_* */
     char detail[512];          /* for the operator: "HTTP 500 from openai: {...}" */
-    const char *text;          /* the answer (valid until the callback returns) */
+    const char *text;          /* the answer (valid until the callback returns); may be NULL
+                                * when the LLM asked for tools */
+    const llm_tool_call *tool_calls; /* valid until the callback returns */
+    size_t tool_call_count;
+    const char *provider;      /* the provider that answered (after a fallback, not the first) */
     const char *finish_reason; /* "stop", "length", ... or NULL */
     const char *model;         /* the model the provider says it used, or NULL */
     uint64_t prompt_tokens;

@@ -130,7 +130,7 @@ static int build_context(agent *ag, const agent_def *def, const acl_message *m, 
         first = k;
     }
     c->texts[c->count] = prompt;
-    c->msgs[c->count++] = (llm_message){LLM_ROLE_SYSTEM, prompt};
+    c->msgs[c->count++] = (llm_message){.role = LLM_ROLE_SYSTEM, .content = prompt};
     for (size_t k = first; k < n; k++) {
         json_t *h = json_array_get(history, k);
         if (strcmp(json_string_value(json_object_get(h, "message_id")) ?: "", m->message_id) == 0)
@@ -151,7 +151,7 @@ static int build_context(agent *ag, const agent_def *def, const acl_message *m, 
         if (!line)
             continue;
         c->texts[c->count] = line;
-        c->msgs[c->count++] = (llm_message){mine ? LLM_ROLE_ASSISTANT : LLM_ROLE_USER, line};
+        c->msgs[c->count++] = (llm_message){.role = mine ? LLM_ROLE_ASSISTANT : LLM_ROLE_USER, .content = line};
     }
     json_decref(history);
     strbuf sb;
@@ -165,7 +165,7 @@ static int build_context(agent *ag, const agent_def *def, const acl_message *m, 
         return CX_ENOMEM;
     }
     c->texts[c->count] = line;
-    c->msgs[c->count++] = (llm_message){LLM_ROLE_USER, line};
+    c->msgs[c->count++] = (llm_message){.role = LLM_ROLE_USER, .content = line};
     return 0;
 }
 

@@ -25,6 +25,7 @@ static const char *role_name(llm_role role)
     case LLM_ROLE_SYSTEM: return "system";
     case LLM_ROLE_USER: return "user";
     case LLM_ROLE_ASSISTANT: return "assistant";
+    case LLM_ROLE_TOOL: return "tool";
     }
     return NULL;
 }

@@ -328,9 +328,9 @@ static void test_settings_build(void **state)
 static void test_request_json(void **state)
 {
     (void)state;
-    llm_message msgs[] = {{LLM_ROLE_SYSTEM, "be brief"},
-                          {LLM_ROLE_USER, "h\xc3\xa9llo \"quoted\""},
-                          {LLM_ROLE_ASSISTANT, "hi"}};
+    llm_message msgs[] = {{.role = LLM_ROLE_SYSTEM, .content = "be brief"},
+                          {.role = LLM_ROLE_USER, .content = "h\xc3\xa9llo \"quoted\""},
+                          {.role = LLM_ROLE_ASSISTANT, .content = "hi"}};
     llm_request req = {.provider = "openai", .messages = msgs, .message_count = 3};
     json_t *body = llm_openai_request_json(&req, "gpt-4o-mini");
     assert_non_null(body);
@@ -366,10 +366,10 @@ static void test_request_json(void **state)
 
     /* Refused: no model, an unknown role, text that is not UTF-8. */
     assert_null(llm_openai_request_json(&req, NULL));
-    llm_message odd[] = {{(llm_role)99, "x"}};
+    llm_message odd[] = {{.role = (llm_role)99, .content = "x"}};
     llm_request bad = {.messages = odd, .message_count = 1};
     assert_null(llm_openai_request_json(&bad, "m"));
-    llm_message latin1[] = {{LLM_ROLE_USER, "caf\xe9"}};
+    llm_message latin1[] = {{.role = LLM_ROLE_USER, .content = "caf\xe9"}};
     bad.messages = latin1;
     assert_null(llm_openai_request_json(&bad, "m"));
 }

@@ -359,8 +359,8 @@ static void fixture_stop(fixture *f)
     server_stop(&f->srv);
 }
 
-static const llm_message hello[] = {{LLM_ROLE_SYSTEM, "You are terse."},
-                                    {LLM_ROLE_USER, "Say hello"}};
+static const llm_message hello[] = {{.role = LLM_ROLE_SYSTEM, .content = "You are terse."},
+                                    {.role = LLM_ROLE_USER, .content = "Say hello"}};
 
 static llm_call *chat(fixture *f, outcome *o)
 {
@@ -865,8 +865,8 @@ static void test_refused_at_the_door(void **state)
     run_until(&f, &o.calls, 1, 3000);
     assert_int_equal(o.code, 0);
 
-    llm_message bad_role[] = {{(llm_role)7, "x"}};
-    llm_message latin1[] = {{LLM_ROLE_USER, "caf\xe9"}};
+    llm_message bad_role[] = {{.role = (llm_role)7, .content = "x"}};
+    llm_message latin1[] = {{.role = LLM_ROLE_USER, .content = "caf\xe9"}};
     llm_request bad[] = {
         {.provider = "local", .messages = hello, .message_count = 0},
         {.provider = "local", .messages = bad_role, .message_count = 1},

@@ -25,6 +25,7 @@ deps-build:
 	@scripts/deps.sh build
 deps-test:
 	@scripts/deps.sh test
+	@tests/mcp/install.sh
 deps-bench:
 	@scripts/deps.sh bench
 

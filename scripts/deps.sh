@@ -7,7 +7,7 @@ set -eu
 build="build-essential curl cmake pkg-config libuv1-dev libmicrohttpd-dev libjansson-dev
        libyaml-dev libsqlite3-dev libcurl4-openssl-dev libsystemd-dev libgnutls28-dev"
 test="$build libcmocka-dev python3 python3-pytest python3-yaml prometheus openssl valgrind wabt
-      clang lld libclang-rt-14-dev"
+      clang lld libclang-rt-14-dev nodejs npm"
 bench="$build python3 wrk nginx-light clang lld wabt"
 
 want=""
@@ -23,6 +23,8 @@ done
 missing=""
 for pkg in $want; do
   case " $missing " in *" $pkg "*) continue ;; esac
+  # NodeSource's nodejs package carries npm and conflicts with Debian's.
+  [ "$pkg" = npm ] && command -v npm >/dev/null 2>&1 && continue
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
     missing="$missing $pkg"
   fi

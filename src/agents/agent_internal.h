@@ -7,6 +7,7 @@
 
 #include "agents/registry.h"
 #include "core/map.h"
+#include "llm/llm.h"
 
 #define AGENT_RELOAD_HISTORY 20
 #define AGENT_VERSION_HISTORY 10
@@ -35,7 +36,7 @@ typedef struct version_entry {
     char sha256[65];
 } version_entry;
 
-struct llm_call;
+struct run_state;
 
 typedef struct instance {
     struct agent *owner;
@@ -46,7 +47,7 @@ typedef struct instance {
     uint64_t started_ns;
     uint64_t processed;
     def_ref *def;          /* the version this message runs on */
-    struct llm_call *call;
+    struct run_state *run; /* its LLM and tool rounds (toolloop.c) */
 } instance;
 
 /* A FIFO of delivery numbers (ring buffer, grows up to the capacity). */
@@ -79,6 +80,7 @@ struct agent {
     bool kick_pending;         /* in the registry's kick list */
     /* statistics */
     uint64_t received, answered, failed, llm_calls, llm_errors;
+    uint64_t llm_time_ms, tool_calls, tool_errors, tool_time_ms, tool_violations;
     uint64_t prompt_tokens, completion_tokens;
     uint64_t last_message_ms;
     uint64_t latency_ms[AGENT_LATENCY_SAMPLES];
@@ -112,7 +114,18 @@ struct registry {
 /* Takes the next message by priority (registry.c). */
 bool agent_next_message(agent *ag, uint64_t *seq);
 
+/* toolloop.c: the rounds of one message. run_begin takes the context
+ * (msgs, and texts: the strings they point to) and ends, later or at once,
+ * with runner_answer or runner_fail. */
+typedef struct run_state run_state;
+void run_begin(instance *in, const acl_message *m, llm_message *msgs, char **texts,
+               size_t count, uint64_t deadline_ms);
+void run_abort(run_state *run);
+
 /* runner.c */
+/* The message on `in` is answered (content is borrowed) or failed. */
+void runner_answer(instance *in, acl_performative p, json_t *content);
+void runner_fail(instance *in, const char *reason, const char *detail);
 /* Schedules the agent to start queued messages on its idle instances (on
  * the next loop turn: never inside the caller). */
 void runner_kick(agent *ag);

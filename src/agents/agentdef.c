@@ -1607,10 +1607,23 @@ static void check_tool(parser *p, size_t i)
     } else if (!in_list(tool, ctx->tools, ctx->tool_count)) {
         const char *close = text_suggest(tool, ctx->tools, ctx->tools ? ctx->tool_count : 0);
         snprintf(hint, sizeof hint, "did you mean `%s`?", close ? close : "");
-        if (ctx->tools_checked)
+        agentdef_tool_server server =
+            ctx->tool_server ? ctx->tool_server(tool, (size_t)(dot - tool), ctx->tool_server_arg)
+                             : AGENTDEF_SERVER_READY;
+        if (ctx->tools_checked && server == AGENTDEF_SERVER_NOT_READY)
+            node_report(p, STAGE_REFS, AGENTDEF_WARNING, n, field,
+                        "see `caxton tools status`; the agent may call it once the server is up",
+                        "cannot check tool %s: its MCP server has not listed its tools (starting "
+                        "or failing)", shown);
+        else if (ctx->tools_checked && server == AGENTDEF_SERVER_UNKNOWN)
             node_report(p, STAGE_REFS, AGENTDEF_ERROR, n, field,
-                        close ? hint : "check the server's MCP tools with `caxton tools list`",
-                        "unknown tool %s: no MCP server provides it", shown);
+                        "add the server to tools.mcp_servers in the server config",
+                        "unknown tool %s: no MCP server named \"%.*s\" is configured", shown,
+                        (int)(dot - tool), tool);
+        else if (ctx->tools_checked)
+            node_report(p, STAGE_REFS, AGENTDEF_ERROR, n, field,
+                        close ? hint : "check the server's MCP tools with `caxton tools status`",
+                        "unknown tool %s: its MCP server does not provide it", shown);
         else
             node_report(p, STAGE_REFS, AGENTDEF_WARNING, n, field,
                         "it is checked when the server loads the agent",

@@ -111,6 +111,12 @@ typedef struct agent_def {
     char *frontmatter;                 /* the YAML text between the markers */
 } agent_def;
 
+typedef enum agentdef_tool_server {
+    AGENTDEF_SERVER_UNKNOWN,   /* not configured: an unlisted tool is an error */
+    AGENTDEF_SERVER_READY,     /* listed its tools: an unlisted tool is an error */
+    AGENTDEF_SERVER_NOT_READY, /* starting or failing: an unlisted tool is a warning */
+} agentdef_tool_server;
+
 /* What validation checks cross-references against. Any field may be NULL /
  * 0: then that check is skipped (providers) or only warns (tools). */
 typedef struct agentdef_context {
@@ -121,6 +127,11 @@ typedef struct agentdef_context {
     const char *const *tools;
     size_t tool_count;
     bool tools_checked;
+    /* With tools_checked: says what a server named in an unlisted MCP tool
+     * is, so a server still starting gives a warning rather than an error.
+     * NULL: every unlisted tool is an error. */
+    agentdef_tool_server (*tool_server)(const char *server, size_t len, void *arg);
+    void *tool_server_arg;
     const char *agents_dir;        /* to resolve `module`; NULL skips the module check */
     /* Checks a WASM module file; returns 0 or fills msg. NULL skips. */
     int (*check_module)(const char *path, char *msg, size_t msg_size, void *arg);

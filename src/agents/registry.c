@@ -24,6 +24,7 @@
 #include "core/units.h"
 #include "core/util.h"
 #include "messaging/router.h"
+#include "tools/mcp.h"
 
 #define DEBOUNCE_MS 25
 #define MAX_AGENT_FILES 100000
@@ -365,8 +366,42 @@ static size_t remove_agent(registry *r, agent *ag, const char *reason, const cha
 typedef struct context_buf {
     agentdef_context ctx;
     const char *providers[MAX_PROVIDERS];
+    const char **tools; /* names owned by the tool hub */
+    size_t tool_count, tool_cap;
 } context_buf;
 
+static void collect_tool(const mcp_tool_info *t, void *arg)
+{
+    context_buf *b = arg;
+    if (b->tool_count == b->tool_cap) {
+        size_t cap = b->tool_cap ? b->tool_cap * 2 : 64;
+        const char **grown = realloc(b->tools, cap * sizeof *grown);
+        if (!grown)
+            return;
+        b->tools = grown;
+        b->tool_cap = cap;
+    }
+    b->tools[b->tool_count++] = t->full_name;
+}
+
+/* What a server named in an unlisted tool is: unknown, ready, or not yet. */
+static agentdef_tool_server tool_server_state(const char *server, size_t len, void *arg)
+{
+    mcp_hub *hub = arg;
+    char name[MCP_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%.*s", (int)(len < MCP_NAME_MAX ? len : MCP_NAME_MAX), server);
+    if (!mcp_hub_has_server(hub, name))
+        return AGENTDEF_SERVER_UNKNOWN;
+    json_t *status = mcp_hub_status_json(hub, name);
+    const char *state = json_string_value(json_object_get(json_array_get(status, 0), "state"));
+    agentdef_tool_server out = state && strcmp(state, "ready") == 0 ? AGENTDEF_SERVER_READY
+                                                                     : AGENTDEF_SERVER_NOT_READY;
+    json_decref(status);
+    return out;
+}
+
+/* Providers from the config; tools from the live tool hub (so unknown MCP
+ * tools are errors, but only once their server has listed its tools). */
 static void make_context(const registry *r, context_buf *b)
 {
     memset(b, 0, sizeof *b);
@@ -380,6 +415,20 @@ static void make_context(const registry *r, context_buf *b)
     b->ctx.providers = b->providers;
     b->ctx.provider_count = n;
     b->ctx.agents_dir = r->dir;
+    mcp_hub *hub = r->a->tools;
+    if (hub) {
+        mcp_hub_foreach_tool(hub, collect_tool, b);
+        b->ctx.tools = b->tools;
+        b->ctx.tool_count = b->tool_count;
+        b->ctx.tools_checked = true;
+        b->ctx.tool_server = tool_server_state;
+        b->ctx.tool_server_arg = hub;
+    }
+}
+
+static void context_free(context_buf *b)
+{
+    free(b->tools);
 }
 
 /* The readability diagnostic: what the server runs as and what it needs. */
@@ -413,6 +462,7 @@ static agent_def *parse_checked(registry *r, const char *label, const char *text
     context_buf b;
     make_context(r, &b);
     agent_def *def = agentdef_parse(label, text, len, &b.ctx, diags);
+    context_free(&b);
     if (!def)
         return NULL;
     if (strcmp(def->name, "health-summary") == 0 || strcmp(def->name, "validate") == 0) {
@@ -1063,6 +1113,16 @@ static const char *reload_status(const agent *ag)
     return ag->reload_failed || !ag->def ? "failed" : "ok";
 }
 
+static void add_tool_stats(const agent *ag, json_t *doc)
+{
+    json_t *stats = json_object_get(doc, "stats");
+    json_object_set_new(stats, "llm_time_ms", json_integer((json_int_t)ag->llm_time_ms));
+    json_object_set_new(stats, "tool_calls", json_integer((json_int_t)ag->tool_calls));
+    json_object_set_new(stats, "tool_errors", json_integer((json_int_t)ag->tool_errors));
+    json_object_set_new(stats, "tool_time_ms", json_integer((json_int_t)ag->tool_time_ms));
+    json_object_set_new(stats, "tool_violations", json_integer((json_int_t)ag->tool_violations));
+}
+
 json_t *agent_summary_json(const agent *ag)
 {
     const agent_def *def = agent_definition(ag);
@@ -1072,7 +1132,7 @@ json_t *agent_summary_json(const agent *ag)
                              ? json_pack("{s:o, s:s}", "at", time_or_null(ag->last_error_ms),
                                          "message", ag->last_error)
                              : json_null();
-    return json_pack(
+    json_t *doc = json_pack(
         "{s:s, s:s?, s:s, s:s, s:s?, s:o, s:I, s:s, s:s, s:o,"
         " s:{s:I, s:I, s:I},"
         " s:{s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}",
@@ -1090,6 +1150,9 @@ json_t *agent_summary_json(const agent *ag)
         (json_int_t)ag->llm_calls, "llm_errors", (json_int_t)ag->llm_errors, "prompt_tokens",
         (json_int_t)ag->prompt_tokens, "completion_tokens", (json_int_t)ag->completion_tokens,
         "last_error", last_error);
+    if (doc)
+        add_tool_stats(ag, doc);
+    return doc;
 }
 
 static json_t *instances_json(const agent *ag)

@@ -8,9 +8,9 @@
  * token budget spent) becomes a failure reply with the reason. One message
  * at a time per instance; instances of one agent share its queue.
  *
- * The loop is written around one provider call per message; tool calls will
- * turn the single call into rounds of call → tools → call, with
- * limits.max_tool_calls and the same deadline. */
+ * The rounds of LLM and tool calls of one message are in toolloop.c; this
+ * file schedules messages onto instances, builds the context, and turns the
+ * outcome into the reply. */
 #include "agents/agent_internal.h"
 
 #include <stdlib.h>
@@ -28,7 +28,7 @@ static void finish(instance *in, uint64_t latency_ms)
 {
     agent *ag = in->owner;
     in->busy = false;
-    in->call = NULL;
+    in->run = NULL;
     in->processed++;
     def_ref_release(in->def);
     in->def = NULL;
@@ -169,12 +169,6 @@ static int build_context(agent *ag, const agent_def *def, const acl_message *m, 
     return 0;
 }
 
-/* The performative an answer to m takes. */
-static acl_performative answer_to(acl_performative p)
-{
-    return p == ACL_CFP ? ACL_PROPOSE : ACL_INFORM;
-}
-
 /* Messages that answer something the agent asked need no answer back. */
 static bool needs_answer(const acl_message *m)
 {
@@ -208,36 +202,21 @@ static bool budget_spent(agent *ag, const agent_def *def)
     return ag->budget_used >= def->limits_token_budget.tokens;
 }
 
-static void on_llm_done(const llm_result *res, void *arg)
+void runner_fail(instance *in, const char *reason, const char *detail)
 {
-    instance *in = arg;
+    fail_message(in, reason, detail);
+}
+
+void runner_answer(instance *in, acl_performative p, json_t *content)
+{
     agent *ag = in->owner;
-    in->call = NULL;
-    ag->llm_calls++;
-    ag->prompt_tokens += res->prompt_tokens;
-    ag->completion_tokens += res->completion_tokens;
-    ag->budget_used += res->prompt_tokens + res->completion_tokens;
-    if (res->code != 0) {
-        ag->llm_errors++;
-        fail_message(in, res->reason ? res->reason : "provider-error", res->detail);
-        return;
-    }
-    const acl_message *m = router_message(ag->reg->a->router, in->seq);
-    acl_performative p = answer_to(m ? m->performative : ACL_REQUEST);
     uint64_t seq = in->seq;
     uint64_t latency = elapsed_ms(in);
-    json_t *content = json_string(res->text ? res->text : "");
-    if (!content) {
-        fail_message(in, "internal", "the answer is not valid UTF-8 text");
-        return;
-    }
     ag->answered++;
     log_event(LOG_STREAM_AGENTS, LOG_INFO, "runner",
-              json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:i}", "event", "message_answered",
-                        "agent", ag->name, "message_id", in->message_id, "performative",
-                        acl_performative_name(p), "latency_ms", (json_int_t)latency,
-                        "prompt_tokens", (json_int_t)res->prompt_tokens, "completion_tokens",
-                        (json_int_t)res->completion_tokens, "attempts", (int)res->attempts),
+              json_pack("{s:s, s:s, s:s, s:s, s:I}", "event", "message_answered", "agent",
+                        ag->name, "message_id", in->message_id, "performative",
+                        acl_performative_name(p), "latency_ms", (json_int_t)latency),
               "agent %s answered %s in %llu ms", ag->name, in->message_id,
               (unsigned long long)latency);
     char name[AGENTDEF_NAME_MAX + 1];
@@ -245,7 +224,6 @@ static void on_llm_done(const llm_result *res, void *arg)
     router *rt = ag->reg->a->router;
     finish(in, latency);
     router_reply(rt, seq, p, content, name);
-    json_decref(content);
 }
 
 static void start(instance *in, uint64_t seq)
@@ -298,23 +276,8 @@ static void start(instance *in, uint64_t seq)
         if (now_mono + left < deadline)
             deadline = now_mono + left;
     }
-    llm_request req = {
-        .provider = def->llm_provider,
-        .model = def->llm_model,
-        .temperature = def->llm_temperature,
-        .temperature_set = def->llm_temperature_set,
-        .max_tokens = def->llm_max_tokens,
-        .messages = c.msgs,
-        .message_count = c.count,
-        .deadline_ms = deadline,
-        .agent = ag->name,
-    };
-    cx_error err;
-    in->call = llm_chat(ag->reg->a->llm, &req, on_llm_done, in, &err);
-    context_free(&c);
-    if (!in->call)
-        fail_message(in, err.code == CX_ENOTFOUND ? LLM_REASON_UNKNOWN_PROVIDER : LLM_REASON_CONFIG,
-                     err.msg);
+    /* the run owns the context from here */
+    run_begin(in, m, c.msgs, c.texts, c.count, deadline);
 }
 
 /* Starts messages on idle instances, one after another: a message that
@@ -402,9 +365,9 @@ void runner_abort(instance *in)
 {
     if (!in->busy)
         return;
-    if (in->call)
-        llm_call_cancel(in->call);
-    in->call = NULL;
+    if (in->run)
+        run_abort(in->run);
+    in->run = NULL;
     agent *ag = in->owner;
     in->busy = false;
     in->processed++;

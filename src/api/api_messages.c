@@ -78,7 +78,8 @@ static void on_committed(void *arg, bool committed)
     }
     if (c->wait_ms && c->status == 202) {
         cx_error err;
-        if (router_wait_reply(req->app->router, c->message_id, c->wait_ms, on_reply, c, &err) ==
+        if (router_wait_reply(req->app->router, c->message_id, c->wait_ms, on_reply, c, NULL,
+                              &err) ==
             0)
             return;
     }

@@ -73,6 +73,11 @@ static const route route_table[] = {
      api_dead_letters_requeue},
     {"DELETE", "/api/v1/dead-letters/{id}", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP, false,
      api_dead_letters_delete},
+    /* tools */
+    {"GET", "/api/v1/tools", TOKEN_ROLE_VIEWER, false, ROUTE_LOOP, false, api_tools_status},
+    {"POST", "/api/v1/tools/reconnect", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP, true,
+     api_tools_reconnect},
+    {"POST", "/api/v1/tools/test", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP, true, api_tools_test},
 };
 #define ROUTE_COUNT (sizeof route_table / sizeof route_table[0])
 

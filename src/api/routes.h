@@ -77,5 +77,9 @@ void api_dead_letters_list(http_request *req, http_response *res);
 void api_dead_letters_requeue(http_request *req, http_response *res);
 void api_dead_letters_delete(http_request *req, http_response *res);
 void api_config_audit_log(http_request *req, http_response *res);
+/* api_tools.c */
+void api_tools_status(http_request *req, http_response *res);
+void api_tools_reconnect(http_request *req, http_response *res);
+void api_tools_test(http_request *req, http_response *res);
 
 #endif

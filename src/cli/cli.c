@@ -189,6 +189,20 @@ static const cli_flag *const messages_send_flags[] = {
     &flag_to, &flag_capability, &flag_content, &flag_json_content, &flag_performative,
     &flag_conversation, &flag_in_reply_to, &flag_wait, &flag_cacert, NULL};
 static const cli_flag *const audit_log_flags[] = {&flag_audit_limit, &flag_cacert, NULL};
+static const cli_flag flag_basic_functions = {"basic-functions", CLI_SWITCH, NULL, NULL, false,
+                                              "Probe each agent with one message (the default "
+                                              "and only test)"};
+static const cli_flag flag_slow_only = {"slow-only", CLI_SWITCH, NULL, NULL, false,
+                                        "Only agents whose p99 latency is 5 s or more"};
+static const cli_flag *const test_all_flags[] = {&flag_basic_functions, &flag_cacert, NULL};
+static const cli_flag *const performance_flags[] = {&flag_slow_only, &flag_cacert, NULL};
+static const cli_flag flag_tools_agent = {"agent", CLI_TEXT, "NAME", NULL, false,
+                                          "Only the tool servers this agent uses, and its tools"};
+static const cli_flag flag_tools_server = {"tool-server", CLI_TEXT, "NAME", NULL, false,
+                                           "Only this tool server (a name in tools.mcp_servers)"};
+static const cli_flag *const tools_status_flags[] = {&flag_tools_agent, &flag_cacert, NULL};
+static const cli_flag *const tools_reconnect_flags[] = {&flag_tools_agent, &flag_tools_server,
+                                                        &flag_cacert, NULL};
 
 /* ---- The table ------------------------------------------------------------------------------ */
 
@@ -201,6 +215,7 @@ static const cli_group groups[] = {
     {"conversations", "Agent queues, conversations and dead letters"},
     {"messages", "Send FIPA-ACL messages to agents"},
     {"capabilities", "Capabilities, their providers and conflicts"},
+    {"tools", "MCP tool servers: status, reconnection and connectivity tests"},
     {"config", "Validate and show the server configuration and its audit log"},
     {"token", "Create, list and revoke API tokens"},
     {"wasm", "Check and run WebAssembly modules with Caxton's engine (offline)"},
@@ -209,7 +224,9 @@ static const cli_group groups[] = {
 };
 
 #define SERVICE_TIMEOUT_MS 30000u
-#define LOAD_TIMEOUT_MS 30000u /* the server validates and loads a definition first */
+#define LOAD_TIMEOUT_MS 30000u
+#define TEST_TOOLS_TIMEOUT_MS 30000u
+#define TEST_ALL_TIMEOUT_MS 30000u /* per agent probe */ /* the server starts a fresh child per tool server */ /* the server validates and loads a definition first */
 
 static const cli_command commands[] = {
     {"serve", NULL, cmd_serve, NULL, 0, 0, serve_flags, 0, 0,
@@ -255,6 +272,14 @@ static const cli_command commands[] = {
      "its state, queue, message and LLM counts, reload status and last error; --detailed\n"
      "adds its definition, instances, versions and the last reload's problems. Exits 1\n"
      "when an agent it shows is in an error state."},
+    {"agents", "test-all", cmd_agents_test_all, NULL, 0, 0, test_all_flags, 0,
+     TEST_ALL_TIMEOUT_MS, "Send every active agent a probe message and check it answers",
+     "Each agent gets a query-ref through the router and must answer with inform within\n"
+     "--timeout (default 30s): for configuration agents a real provider round trip. Agents\n"
+     "that are not active are listed as skipped. Exits 1 if any tested agent fails."},
+    {"agents", "performance-summary", cmd_agents_performance_summary, NULL, 0, 0,
+     performance_flags, 0, 0, "Latency, LLM and tool time and tokens per agent",
+     "Latency is over each agent's last 256 messages; counts are since the server started."},
     {"agents", "health-summary", cmd_agents_health_summary, NULL, 0, 0, agents_health_flags, 0, 0,
      "Summarize agents' health (what monitoring polls at /agents/health-summary)",
      "Exits 1 when the summary's status is not ok (degraded or critical)."},
@@ -328,6 +353,17 @@ static const cli_command commands[] = {
      "Shows who else provides the same capabilities, version clashes, requirements nobody\n"
      "provides (with similar names) and agents that would lose their only provider if this\n"
      "one stopped. Exits 1 on a version clash or an unmet requirement."},
+    {"tools", "status", cmd_tools_status, NULL, 0, 0, tools_status_flags, 0, 0,
+     "Show the MCP tool servers: state, tools, calls, errors",
+     "With --agent, also the tools that agent may use and whether each is reachable now.\n"
+     "Exits 1 when a server shown is not ready or one of the agent's tools is unreachable."},
+    {"tools", "reconnect", cmd_tools_reconnect, NULL, 0, 0, tools_reconnect_flags, 0, 0,
+     "Restart MCP tool servers and list their tools again",
+     "All servers, those an agent uses (--agent), or one (--tool-server NAME). The global\n"
+     "--server is the Caxton server's URL, not a tool server."},
+    {"tools", "test-connectivity", cmd_tools_test_connectivity, NULL, 0, 0, tools_status_flags,
+     0, TEST_TOOLS_TIMEOUT_MS, "Run an initialize + tools/list round trip per tool server",
+     "Each server is tested on a fresh connection, with timings. Exits 1 if any fails."},
     {"token", "create", cmd_token_create, NULL, 0, 0, token_create_flags, 0, 0,
      "Create an API token (it is shown once)", NULL},
     {"token", "list", cmd_token_list, NULL, 0, 0, server_flags, 0, 0, "List API tokens", NULL},

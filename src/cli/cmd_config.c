@@ -17,6 +17,7 @@
 #include "cli/output.h"
 #include "core/config.h"
 #include "llm/llm.h"
+#include "tools/mcp.h"
 
 static json_t *string_array(char *const *items, size_t count)
 {
@@ -34,10 +35,19 @@ int cmd_config_validate(const cli_invocation *inv)
     cx_error err;
     cx_error_clear(&err);
     bool valid = config_load_file(file, inv->envp, &cfg, &diag, &err) == 0;
-    /* llm.providers is checked by its part, as the server does at start. */
-    json_t *llm_errors = NULL;
-    if (valid && llm_providers_check(cfg->llm_providers, &llm_errors) > 0)
+    /* llm.providers and tools.mcp_servers are checked by their parts, as the
+     * server does at start. */
+    json_t *part_errors = NULL;
+    if (valid && llm_providers_check(cfg->llm_providers, &part_errors) > 0)
         valid = false;
+    json_t *mcp_errors = NULL;
+    if (cfg && mcp_servers_check(cfg->tools_mcp_servers, &mcp_errors) > 0) {
+        valid = false;
+        if (!part_errors)
+            part_errors = json_array();
+        json_array_extend(part_errors, mcp_errors);
+    }
+    json_decref(mcp_errors);
     config_free(cfg);
 
     /* A failure with no diagnostics (e.g. out of memory) still has its message. */
@@ -45,14 +55,14 @@ int cmd_config_validate(const cli_invocation *inv)
     char **errors = diag.errors;
     size_t error_count = diag.error_count;
     char **all = NULL;
-    if (json_array_size(llm_errors) > 0) {
-        all = calloc(error_count + json_array_size(llm_errors), sizeof *all);
+    if (json_array_size(part_errors) > 0) {
+        all = calloc(error_count + json_array_size(part_errors), sizeof *all);
         if (all) {
             if (error_count)
                 memcpy(all, diag.errors, error_count * sizeof *all);
             size_t i;
             json_t *e;
-            json_array_foreach(llm_errors, i, e) {
+            json_array_foreach(part_errors, i, e) {
                 all[error_count++] = (char *)json_string_value(e);
             }
             errors = all;
@@ -80,7 +90,7 @@ int cmd_config_validate(const cli_invocation *inv)
             printf("%s: invalid (%zu error%s)\n", file, error_count, error_count == 1 ? "" : "s");
     }
     free(all);
-    json_decref(llm_errors);
+    json_decref(part_errors);
     config_diag_free(&diag);
     return valid ? CLI_EXIT_OK : CLI_EXIT_PROBLEM;
 }

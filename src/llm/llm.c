@@ -18,6 +18,18 @@
  * from that timer, never from inside curl or inside llm_chat, so a callback
  * may start, cancel or close anything.
  *
+ * Fallback: when llm_chat starts a call it resolves the provider's
+ * `fallback` lists (depth first, each provider once) into legs, and builds
+ * each leg's body and headers in that leg's protocol and with that leg's
+ * own model. When a leg fails after its retries for a reason that is the
+ * provider's (unreachable, HTTP 5xx, 429, an attempt's own timeout), the
+ * call moves to the next leg: it joins that provider's queue like a new
+ * call, under the same overall deadline. A refusal of our request (4xx
+ * other than 429), a malformed or empty answer, the caller's deadline and
+ * shutdown end the call where it is: another provider would not fix them,
+ * and a provider answering nonsense should show up as failing rather than
+ * be hidden behind another.
+ *
  * Providers are looked up by name; a name's queue and counters survive a
  * reconfigure, while its settings are swapped: a call keeps a reference to
  * the settings it started with. Closing fails every live call with
@@ -51,7 +63,7 @@ typedef struct provider {
     unsigned in_flight;
     size_t queued;
     llm_call *queue_head, *queue_tail;
-    uint64_t requests, errors, retries, prompt_tokens, completion_tokens;
+    uint64_t requests, errors, retries, fallbacks, prompt_tokens, completion_tokens;
     char last_error[LAST_ERROR_MAX];
 } provider;
 
@@ -64,10 +76,22 @@ typedef enum call_state {
     CALL_CLOSING,
 } call_state;
 
+/* One provider a call may use: the first one, then its fallbacks. */
+typedef struct call_leg {
+    provider *prov;         /* a reference */
+    llm_settings *settings; /* a reference, as when the call started */
+    char *body;
+    size_t body_len;
+    struct curl_slist *headers;
+} call_leg;
+
 struct llm_call {
     llm_client *client;
-    provider *prov;
-    llm_settings *settings; /* as when the call started */
+    call_leg *legs;
+    size_t leg_count, leg; /* leg: the one in use */
+    provider *prov;         /* legs[leg].prov */
+    llm_settings *settings; /* legs[leg].settings */
+    unsigned leg_attempts;  /* attempts on this leg */
     llm_done_fn done;
     void *arg;
     call_state state;
@@ -76,9 +100,6 @@ struct llm_call {
     llm_call *queue_prev, *queue_next; /* the provider's queue */
     bool holds_slot;
     char *agent;
-    char *body;
-    size_t body_len;
-    struct curl_slist *headers;
     uint64_t start_ms, deadline_ms, attempt_start_ms;
     bool attempt_capped; /* this attempt's time limit is the deadline */
     CURL *easy;
@@ -87,7 +108,8 @@ struct llm_call {
     char retry_after[RETRY_AFTER_TEXT_MAX];
     char errbuf[CURL_ERROR_SIZE];
     llm_result result;
-    char *text, *finish_reason, *used_model;
+    llm_answer answer;
+    char tried[LAST_ERROR_MAX]; /* "a: provider-error, b: timeout": the legs that failed */
 };
 
 typedef struct llm_socket {
@@ -115,6 +137,7 @@ typedef struct attempt_failure {
     int code;
     const char *reason;
     bool retry;
+    bool fallback; /* the provider's fault: another one may answer */
     char detail[sizeof(((llm_result *)0)->detail)];
 } attempt_failure;
 
@@ -252,7 +275,7 @@ static bool provider_has_slot(const provider *p)
 /* ---- Finishing and delivering ---------------------------------------------------------------- */
 
 static void call_log(const llm_call *call, log_level level, const char *detail, uint64_t wait_ms,
-                     const char *what)
+                     const char *next, const char *what)
 {
     if (level < log_get_level())
         return;
@@ -264,6 +287,8 @@ static void call_log(const llm_call *call, log_level level, const char *detail, 
         json_object_set_new(fields, "error", json_string(detail));
     if (fields && wait_ms)
         json_object_set_new(fields, "retry_in_ms", json_integer((json_int_t)wait_ms));
+    if (fields && next)
+        json_object_set_new(fields, "fallback", json_string(next));
     log_event(LOG_STREAM_SERVER, level, "llm", fields, "%s", what);
 }
 
@@ -313,19 +338,26 @@ static void call_destroy(llm_call *call)
     uv_close((uv_handle_t *)&call->timer, on_call_closed);
 }
 
+static void call_legs_free(llm_call *call)
+{
+    for (size_t i = 0; i < call->leg_count; i++) {
+        call_leg *leg = &call->legs[i];
+        provider_unref(leg->prov);
+        llm_settings_release(leg->settings);
+        headers_free(leg->headers);
+        free(leg->body);
+    }
+    free(call->legs);
+}
+
 static void on_call_closed(uv_handle_t *handle)
 {
     llm_call *call = handle->data;
     llm_client *c = call->client;
-    provider_unref(call->prov);
-    llm_settings_release(call->settings);
-    headers_free(call->headers);
+    call_legs_free(call);
     strbuf_free(&call->response);
     free(call->agent);
-    free(call->body);
-    free(call->text);
-    free(call->finish_reason);
-    free(call->used_model);
+    llm_answer_free(&call->answer);
     free(call);
     c->open_handles--;
     client_maybe_free(c);
@@ -348,12 +380,21 @@ static void call_finish(llm_call *call, int code, const char *reason, const char
     llm_redact(r->detail, call->settings->api_key);
     text_make_utf8(r->detail);
     provider *p = call->prov;
-    /* A shutdown is not the provider's failure: no count, no line per call. */
-    if (code && strcmp(reason, LLM_REASON_SHUTDOWN) != 0) {
+    bool shutdown = code && strcmp(reason, LLM_REASON_SHUTDOWN) == 0;
+    if (code && !shutdown) {
         p->errors++;
         snprintf(p->last_error, sizeof p->last_error, "%s: %s", reason, r->detail);
         text_make_utf8(p->last_error);
-        call_log(call, LOG_WARN, r->detail, 0, "LLM call failed");
+    }
+    if (code && call->tried[0]) {
+        size_t used = strlen(r->detail);
+        snprintf(r->detail + used, sizeof r->detail - used, " (after fallback from %s)",
+                 call->tried);
+        text_make_utf8(r->detail);
+    }
+    /* A shutdown is not the provider's failure: no count, no line per call. */
+    if (code && !shutdown) {
+        call_log(call, LOG_WARN, r->detail, 0, NULL, "LLM call failed");
     } else if (code == 0) {
         p->prompt_tokens = add_saturated(p->prompt_tokens, r->prompt_tokens);
         p->completion_tokens = add_saturated(p->completion_tokens, r->completion_tokens);
@@ -371,9 +412,12 @@ static void on_deliver(uv_timer_t *timer)
      * it alone; the timer still counts as open, so the client outlives it. */
     call_unlink(call);
     llm_result *r = &call->result;
-    r->text = call->text;
-    r->finish_reason = call->finish_reason;
-    r->model = call->used_model;
+    r->text = call->answer.text;
+    r->tool_calls = call->answer.tool_calls;
+    r->tool_call_count = call->answer.tool_call_count;
+    r->finish_reason = call->answer.finish_reason;
+    r->model = call->answer.model;
+    r->provider = call->settings->name;
     r->elapsed_ms = now_ms() - call->start_ms;
     call->done(r, call->arg);
     call_destroy(call);
@@ -432,12 +476,13 @@ static CURL *easy_new(llm_call *call, uint64_t timeout_ms)
     CURL *e = curl_easy_init();
     if (!e)
         return NULL;
+    const call_leg *leg = &call->legs[call->leg];
     bool ok = curl_easy_setopt(e, CURLOPT_URL, call->settings->url) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)call) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len) ==
+              curl_easy_setopt(e, CURLOPT_HTTPHEADER, leg->headers) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_POSTFIELDS, leg->body) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)leg->body_len) ==
                   CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)call) == CURLE_OK &&
@@ -495,8 +540,9 @@ static void call_start(llm_call *call)
     }
     call->state = CALL_RUNNING;
     call->result.attempts++;
+    call->leg_attempts++;
     call->attempt_start_ms = now;
-    call_log(call, LOG_DEBUG, NULL, 0, "LLM request sent");
+    call_log(call, LOG_DEBUG, NULL, 0, NULL, "LLM request sent");
 }
 
 /* Starts waiting calls while the provider has free slots. */
@@ -557,9 +603,12 @@ static const char *status_hint(long status)
 static void classify_status(const llm_call *call, long status, attempt_failure *f)
 {
     char said[256];
-    llm_openai_error_text(call->response.data, call->response.len, call->settings->api_key, said,
-                          sizeof said);
-    f->retry = status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
+    llm_error_text(call->response.data, call->response.len, call->settings->api_key, said,
+                   sizeof said);
+    /* 529: Anthropic's "overloaded" */
+    f->retry = status == 429 || status == 500 || status == 502 || status == 503 ||
+               status == 504 || status == 529;
+    f->fallback = status == 429 || status >= 500;
     f->code = status == 429 ? CX_ELIMIT : CX_EUNAVAIL;
     f->reason = status == 429 ? LLM_REASON_RATE_LIMITED : LLM_REASON_PROVIDER_ERROR;
     snprintf(f->detail, sizeof f->detail, "HTTP %ld from %s%s%s%s", status, call->settings->name,
@@ -582,7 +631,7 @@ static void classify_transport(const llm_call *call, CURLcode code, attempt_fail
     case CURLE_OPERATION_TIMEDOUT:
         f->code = CX_ETIMEOUT;
         f->reason = LLM_REASON_TIMEOUT;
-        f->retry = !call->attempt_capped;
+        f->retry = f->fallback = !call->attempt_capped;
         if (call->attempt_capped)
             snprintf(f->detail, sizeof f->detail, "no answer from %s before the deadline", name);
         else
@@ -607,6 +656,7 @@ static void classify_transport(const llm_call *call, CURLcode code, attempt_fail
         break;
     default: break;
     }
+    f->fallback = f->code == CX_ECONNECT; /* TLS and the like too: another host may work */
     snprintf(f->detail, sizeof f->detail, "cannot reach %s at %s: %s", name,
              call->settings->base_url, why);
 }
@@ -616,14 +666,55 @@ static void call_succeed(llm_call *call)
     llm_result *r = &call->result;
     const char *reason = NULL;
     char detail[sizeof r->detail];
-    int rc = llm_openai_parse_response(call->response.data, call->response.len, &call->text,
-                                       &call->finish_reason, &call->used_model, &r->prompt_tokens,
-                                       &r->completion_tokens, &reason, detail, sizeof detail);
+    int rc = call->settings->protocol->parse(call->response.data, call->response.len,
+                                             &call->answer, &reason, detail, sizeof detail);
+    r->prompt_tokens = call->answer.prompt_tokens;
+    r->completion_tokens = call->answer.completion_tokens;
     if (rc != 0)
         call_finish(call, rc, reason, "%s (HTTP %ld from %s)", detail, r->http_status,
                     call->settings->name);
     else
         call_finish(call, 0, NULL, "%s", "");
+}
+
+/* Moves the call to its next leg after this one failed for a reason of the
+ * provider's; false when that is not the case or no leg is left. The next
+ * provider gets it like a new call: through its queue, with its retries. */
+static bool call_fall_back(llm_call *call, const attempt_failure *f, const char *detail)
+{
+    if (!f->fallback || call->leg + 1 >= call->leg_count || call->client->closing)
+        return false;
+    provider *p = call->prov;
+    p->errors++;
+    p->fallbacks++;
+    snprintf(p->last_error, sizeof p->last_error, "%s: %s", f->reason, detail);
+    llm_redact(p->last_error, call->settings->api_key);
+    text_make_utf8(p->last_error);
+    const call_leg *next = &call->legs[call->leg + 1];
+    call_log(call, LOG_WARN, p->last_error, 0, next->settings->name,
+             "LLM provider failed, trying its fallback");
+    size_t used = strlen(call->tried);
+    snprintf(call->tried + used, sizeof call->tried - used, "%s%s: %s", used ? ", " : "",
+             call->settings->name, f->reason);
+    call->leg++;
+    call->prov = next->prov;
+    call->settings = next->settings;
+    call->leg_attempts = 0;
+    call->prov->requests++;
+    call_admit(call, false);
+    return true;
+}
+
+/* This leg is done trying: fall back, or finish with the failure. */
+static void call_give_up(llm_call *call, const attempt_failure *f)
+{
+    char tries[32] = "";
+    if (call->leg_attempts > 1)
+        snprintf(tries, sizeof tries, " (%u attempts)", call->leg_attempts);
+    char detail[sizeof f->detail + sizeof tries];
+    snprintf(detail, sizeof detail, "%s%s", f->detail, tries);
+    if (!call_fall_back(call, f, detail))
+        call_finish(call, f->code, f->reason, "%s", detail);
 }
 
 /* Waits and tries again, or gives up when the wait would pass the deadline. */
@@ -634,15 +725,19 @@ static void call_retry(llm_call *call, const attempt_failure *f)
                          ? llm_parse_retry_after(call->retry_after, (int64_t)time(NULL))
                          : -1;
     uint64_t wait = hinted >= 0 ? (uint64_t)hinted
-                                : llm_backoff_ms(call->result.attempts, client_random(c));
+                                : llm_backoff_ms(call->leg_attempts, client_random(c));
     if (call->deadline_ms && now_ms() + wait >= call->deadline_ms) {
-        call_finish(call, f->code, f->reason,
-                    "%s; not retried: waiting %llu ms would pass the deadline (attempt %u)",
-                    f->detail, (unsigned long long)wait, call->result.attempts);
+        attempt_failure late = *f;
+        char note[96];
+        snprintf(note, sizeof note, "; not retried: waiting %llu ms would pass the deadline",
+                 (unsigned long long)wait);
+        size_t used = strnlen(late.detail, sizeof late.detail - 1);
+        snprintf(late.detail + used, sizeof late.detail - used, "%s", note);
+        call_give_up(call, &late);
         return;
     }
     call->prov->retries++;
-    call_log(call, LOG_WARN, f->detail, wait, "LLM request failed, retrying");
+    call_log(call, LOG_WARN, f->detail, wait, NULL, "LLM request failed, retrying");
     call->state = CALL_BACKOFF;
     uv_timer_start(&call->timer, on_backoff_done, wait, 0);
 }
@@ -650,12 +745,13 @@ static void call_retry(llm_call *call, const attempt_failure *f)
 static void call_attempt_done(llm_call *call, CURLcode code)
 {
     llm_result *r = &call->result;
+    provider *p = call->prov; /* the call holds a reference until its callback ran */
     long status = 0;
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     r->http_status = status;
     transfer_stop(call);
     slot_drop(call);
-    call_log(call, LOG_DEBUG, NULL, 0, "LLM request finished");
+    call_log(call, LOG_DEBUG, NULL, 0, NULL, "LLM request finished");
     attempt_failure f = {0};
     if (code == CURLE_WRITE_ERROR && (call->too_big || call->response.failed)) {
         f.code = call->too_big ? CX_ETOOBIG : CX_ENOMEM;
@@ -670,16 +766,11 @@ static void call_attempt_done(llm_call *call, CURLcode code)
     } else {
         classify_status(call, status, &f);
     }
-    if (f.reason && f.retry && r->attempts <= call->settings->retries) {
+    if (f.reason && f.retry && call->leg_attempts <= call->settings->retries)
         call_retry(call, &f);
-    } else if (f.reason) {
-        char tries[32] = "";
-        if (r->attempts > 1)
-            snprintf(tries, sizeof tries, " (%u attempts)", r->attempts);
-        call_finish(call, f.code, f.reason, "%s%s", f.detail, tries);
-    }
-    /* The call is alive until its callback has run, so call->prov is too. */
-    provider_pump(call->client, call->prov);
+    else if (f.reason)
+        call_give_up(call, &f);
+    provider_pump(call->client, p); /* the slot this attempt held */
 }
 
 /* ---- curl multi on the loop ------------------------------------------------------------------ */
@@ -970,6 +1061,72 @@ static int provider_missing(const llm_client *c, const char *name, cx_error *err
                         near ? "'?)" : "", known);
 }
 
+static bool text_ok(const char *s) { return s && text_is_utf8(s, strlen(s)); }
+
+static int tools_check(const llm_request *req, cx_error *err)
+{
+    if (req->tool_count == 0)
+        return 0;
+    if (!req->tools)
+        return cx_error_set(err, CX_EINVAL, "tool_count is %zu but no tools are given",
+                            req->tool_count);
+    if (req->tool_count > LLM_MAX_TOOLS)
+        return cx_error_set(err, CX_EINVAL, "a request offers at most %d tools, got %zu",
+                            LLM_MAX_TOOLS, req->tool_count);
+    for (size_t i = 0; i < req->tool_count; i++) {
+        const llm_tool *t = &req->tools[i];
+        if (!llm_tool_name_ok(t->name))
+            return cx_error_set(err, CX_EINVAL, "tool %zu: a tool name is 1 to %d letters, "
+                                "digits, '_' or '-'", i, LLM_TOOL_NAME_MAX);
+        if (t->description && !text_ok(t->description))
+            return cx_error_set(err, CX_EINVAL, "tool %s: the description is not valid UTF-8",
+                                t->name);
+        if (t->input_schema && !json_is_object(t->input_schema))
+            return cx_error_set(err, CX_EINVAL, "tool %s: the input schema is not a JSON object",
+                                t->name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(req->tools[j].name, t->name) == 0)
+                return cx_error_set(err, CX_EINVAL, "tool %s is offered twice", t->name);
+    }
+    return 0;
+}
+
+static int calls_check(size_t index, const llm_message *m, cx_error *err)
+{
+    if (m->tool_call_count == 0)
+        return 0;
+    if (m->role != LLM_ROLE_ASSISTANT || !m->tool_calls || m->tool_call_count > LLM_MAX_TOOL_CALLS)
+        return cx_error_set(err, CX_EINVAL, "message %zu: only an assistant message has tool "
+                            "calls, at most %d", index, LLM_MAX_TOOL_CALLS);
+    for (size_t i = 0; i < m->tool_call_count; i++) {
+        const llm_tool_call *c = &m->tool_calls[i];
+        if (!c->id || !*c->id || !text_ok(c->id) || !c->name || !*c->name || !text_ok(c->name))
+            return cx_error_set(err, CX_EINVAL, "message %zu, tool call %zu: needs an id and a "
+                                "name in UTF-8", index, i);
+        if ((c->arguments && !json_is_object(c->arguments)) ||
+            (c->arguments_text && !text_ok(c->arguments_text)))
+            return cx_error_set(err, CX_EINVAL, "message %zu, tool call %zu: the arguments are "
+                                "not an object or not UTF-8", index, i);
+    }
+    return 0;
+}
+
+static int message_check(size_t i, const llm_message *m, cx_error *err)
+{
+    if (m->role != LLM_ROLE_SYSTEM && m->role != LLM_ROLE_USER &&
+        m->role != LLM_ROLE_ASSISTANT && m->role != LLM_ROLE_TOOL)
+        return cx_error_set(err, CX_EINVAL, "message %zu has an unknown role", i);
+    bool may_be_empty = m->role == LLM_ROLE_ASSISTANT && m->tool_call_count > 0;
+    if ((!m->content && !may_be_empty) || (m->content && !text_ok(m->content)))
+        return cx_error_set(err, CX_EINVAL, "message %zu has no text or invalid UTF-8", i);
+    if (m->role == LLM_ROLE_TOOL &&
+        (!m->tool_call_id || !*m->tool_call_id || !text_ok(m->tool_call_id) ||
+         (m->tool_name && !text_ok(m->tool_name))))
+        return cx_error_set(err, CX_EINVAL, "message %zu is a tool result without the id of "
+                            "the call it answers", i);
+    return calls_check(i, m, err);
+}
+
 static int request_check(const llm_client *c, const llm_request *req, const provider *p,
                          const char *model, cx_error *err)
 {
@@ -986,28 +1143,26 @@ static int request_check(const llm_client *c, const llm_request *req, const prov
         return cx_error_set(err, CX_EINVAL, "a request needs 1 to %d messages, got %zu",
                             LLM_MAX_MESSAGES, req->message_count);
     for (size_t i = 0; i < req->message_count; i++) {
-        const llm_message *m = &req->messages[i];
-        if (m->role != LLM_ROLE_SYSTEM && m->role != LLM_ROLE_USER &&
-            m->role != LLM_ROLE_ASSISTANT)
-            return cx_error_set(err, CX_EINVAL, "message %zu has an unknown role", i);
-        if (!m->content || !text_is_utf8(m->content, strlen(m->content)))
-            return cx_error_set(err, CX_EINVAL, "message %zu has no text or invalid UTF-8", i);
+        int rc = message_check(i, &req->messages[i], err);
+        if (rc != 0)
+            return rc;
     }
     if (req->temperature_set && !(req->temperature >= 0 && req->temperature <= 2))
         return cx_error_set(err, CX_EINVAL, "temperature must be from 0 to 2");
     if (req->max_tokens < 0)
         return cx_error_set(err, CX_EINVAL, "max_tokens must not be negative");
-    return 0;
+    return tools_check(req, err);
 }
 
-/* The request body, compact. */
-static char *request_body(const llm_request *req, const char *model, size_t *len, cx_error *err)
+/* The request body in the leg's protocol, compact. */
+static char *request_body(const llm_request *req, const llm_settings *s, const char *model,
+                          size_t *len, cx_error *err)
 {
-    json_t *json = llm_openai_request_json(req, model);
+    json_t *json = s->protocol->request_json(req, model);
     char *body = json ? json_dumps(json, JSON_COMPACT) : NULL;
     json_decref(json);
     if (!body) {
-        cx_error_set(err, CX_ENOMEM, "out of memory building the request");
+        cx_error_set(err, CX_ENOMEM, "out of memory building the request for %s", s->name);
         return NULL;
     }
     *len = strlen(body);
@@ -1020,34 +1175,82 @@ static char *request_body(const llm_request *req, const char *model, size_t *len
     return body;
 }
 
+static struct curl_slist *header_add(struct curl_slist *list, const char *line, bool *ok)
+{
+    struct curl_slist *next = *ok ? curl_slist_append(list, line) : NULL;
+    *ok = next != NULL;
+    return next ? next : list;
+}
+
 static struct curl_slist *request_headers(const llm_settings *s)
 {
-    struct curl_slist *list = NULL, *next;
-    static const char *const fixed[] = {"Content-Type: application/json",
-                                        "Accept: application/json", "Expect:"};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
-        if (!(next = curl_slist_append(list, fixed[i])))
-            goto fail;
-        list = next;
+    struct curl_slist *list = NULL;
+    bool ok = true;
+    list = header_add(list, "Content-Type: application/json", &ok);
+    list = header_add(list, "Accept: application/json", &ok);
+    list = header_add(list, "Expect:", &ok);
+    if (s->protocol->extra_header)
+        list = header_add(list, s->protocol->extra_header, &ok);
+    if (ok && s->api_key) {
+        strbuf line;
+        strbuf_init(&line);
+        ok = strbuf_appendf(&line, "%s%s", s->protocol->key_header, s->api_key) == 0;
+        list = header_add(list, line.data, &ok);
+        memset(line.data, 0, line.len);
+        strbuf_free(&line);
     }
-    if (s->api_key) {
-        strbuf auth;
-        strbuf_init(&auth);
-        if (strbuf_appendf(&auth, "Authorization: Bearer %s", s->api_key) != 0) {
-            strbuf_free(&auth);
-            goto fail;
-        }
-        next = curl_slist_append(list, auth.data);
-        memset(auth.data, 0, auth.len);
-        strbuf_free(&auth);
-        if (!next)
-            goto fail;
-        list = next;
+    if (!ok) {
+        headers_free(list);
+        return NULL;
     }
     return list;
-fail:
-    headers_free(list);
-    return NULL;
+}
+
+/* The first provider, then its fallbacks depth first, each provider once. */
+static void chain_add(const llm_client *c, provider *p, provider **chain, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (chain[i] == p)
+            return;
+    if (*n >= LLM_PROVIDERS_MAX)
+        return;
+    chain[(*n)++] = p;
+    for (size_t i = 0; i < p->settings->fallback_count; i++) {
+        provider *next = client_find(c, p->settings->fallback[i]);
+        if (next && next->settings->model)
+            chain_add(c, next, chain, n);
+    }
+}
+
+/* One leg per provider of the chain, each with its body and headers; the
+ * first uses the request's model, the others their own. */
+static int call_legs_build(llm_call *call, const llm_client *c, const llm_request *req,
+                           provider *first, const char *model, cx_error *err)
+{
+    provider *chain[LLM_PROVIDERS_MAX];
+    size_t n = 0;
+    chain_add(c, first, chain, &n);
+    call->legs = calloc(n, sizeof *call->legs);
+    if (!call->legs)
+        return cx_error_set(err, CX_ENOMEM, "out of memory starting an LLM call");
+    for (size_t i = 0; i < n; i++) {
+        call_leg *leg = &call->legs[i];
+        leg->prov = chain[i];
+        leg->prov->refs++;
+        leg->settings = chain[i]->settings;
+        leg->settings->refs++;
+        call->leg_count++;
+        leg->body = request_body(req, leg->settings, i == 0 ? model : leg->settings->model,
+                                 &leg->body_len, err);
+        if (!leg->body)
+            return CX_ENOMEM; /* or too big: err says which */
+        leg->headers = request_headers(leg->settings);
+        if (!leg->headers)
+            return cx_error_set(err, CX_ENOMEM, "out of memory starting an LLM call");
+    }
+    call->prov = call->legs[0].prov;
+    call->settings = call->legs[0].settings;
+    return 0;
 }
 
 llm_call *llm_chat(llm_client *c, const llm_request *req, llm_done_fn done, void *arg,
@@ -1070,27 +1273,16 @@ llm_call *llm_chat(llm_client *c, const llm_request *req, llm_done_fn done, void
         cx_error_set(err, CX_ENOMEM, "out of memory starting an LLM call");
         return NULL;
     }
-    call->body = request_body(req, model, &call->body_len, err);
-    if (call->body) {
-        call->headers = request_headers(p->settings);
-        call->agent = req->agent ? str_dup(req->agent) : NULL;
-        if (!call->headers || (req->agent && !call->agent)) {
-            cx_error_set(err, CX_ENOMEM, "out of memory starting an LLM call");
-            headers_free(call->headers);
-            free(call->agent);
-            free(call->body);
-            call->body = NULL;
-        }
-    }
-    if (!call->body) {
+    call->agent = req->agent ? str_dup(req->agent) : NULL;
+    if (req->agent && !call->agent)
+        cx_error_set(err, CX_ENOMEM, "out of memory starting an LLM call");
+    if ((req->agent && !call->agent) || call_legs_build(call, c, req, p, model, err) != 0) {
+        call_legs_free(call);
+        free(call->agent);
         free(call);
         return NULL;
     }
     call->client = c;
-    call->prov = p;
-    p->refs++;
-    call->settings = p->settings;
-    call->settings->refs++;
     call->done = done;
     call->arg = arg;
     call->start_ms = now_ms();
@@ -1135,10 +1327,11 @@ json_t *llm_client_stats(const llm_client *c)
         const provider *p = c->providers[i];
         const llm_settings *s = p->settings;
         json_t *one = json_pack(
-            "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "type", s->type, "base_url",
-            s->base_url, "in_flight", (json_int_t)p->in_flight, "queued", stat_value(p->queued),
-            "requests", stat_value(p->requests), "errors", stat_value(p->errors), "retries",
-            stat_value(p->retries), "prompt_tokens", stat_value(p->prompt_tokens),
+            "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "type", s->type,
+            "base_url", s->base_url, "in_flight", (json_int_t)p->in_flight, "queued",
+            stat_value(p->queued), "requests", stat_value(p->requests), "errors",
+            stat_value(p->errors), "retries", stat_value(p->retries), "fallbacks",
+            stat_value(p->fallbacks), "prompt_tokens", stat_value(p->prompt_tokens),
             "completion_tokens", stat_value(p->completion_tokens), "last_error",
             p->last_error[0] ? p->last_error : NULL);
         if (!one || json_object_set_new(out, s->name, one) != 0) {

@@ -30,10 +30,13 @@
  * type maps them onto its protocol: `openai` (POST {base_url}/chat/completions
  * with `tools`), `anthropic` (POST {base_url}/v1/messages with `tools`,
  * `x-api-key`, `anthropic-version`), `ollama` (POST {base_url}/api/chat).
- * When a provider fails after its retries (unreachable, 5xx, 429, timeout),
- * its `fallback` providers are tried in order within the same deadline; the
- * result names the provider that answered. Everything here runs on the loop
- * thread only. */
+ * When a provider fails after its retries (unreachable, 5xx, 429, an
+ * attempt's own timeout; not a 4xx refusal, a malformed or empty answer or
+ * the caller's deadline), its `fallback` providers are tried in order (and
+ * theirs, each provider once) within the same deadline, each with its own
+ * `model` (the request's model belongs to the first provider); the result
+ * names the provider that answered. Everything here runs on the loop thread
+ * only. */
 #ifndef CAXTON_LLM_LLM_H
 #define CAXTON_LLM_LLM_H
 
@@ -120,12 +123,14 @@ typedef struct llm_result {
                                 * when the LLM asked for tools */
     const llm_tool_call *tool_calls; /* valid until the callback returns */
     size_t tool_call_count;
-    const char *provider;      /* the provider that answered (after a fallback, not the first) */
-    const char *finish_reason; /* "stop", "length", ... or NULL */
+    const char *provider;      /* the provider that answered (after a fallback, not the first);
+                                * on failure the last one tried */
+    const char *finish_reason; /* "stop", "length", "tool_calls" (each type's words mapped
+                                * onto these), another word of the provider's, or NULL */
     const char *model;         /* the model the provider says it used, or NULL */
     uint64_t prompt_tokens;
     uint64_t completion_tokens;
-    unsigned attempts;
+    unsigned attempts;         /* over every provider tried */
     long http_status;          /* of the last attempt; 0 when no answer */
     uint64_t elapsed_ms;       /* from llm_chat to the callback */
 } llm_result;
@@ -165,7 +170,9 @@ llm_call *llm_chat(llm_client *c, const llm_request *req, llm_done_fn done, void
 void llm_call_cancel(llm_call *call);
 
 /* Per provider: {"openai": {"type", "base_url", "in_flight", "queued", "requests",
- * "errors", "retries", "prompt_tokens", "completion_tokens", "last_error"}}. */
+ * "errors", "retries", "fallbacks", "prompt_tokens", "completion_tokens", "last_error"}}.
+ * requests counts calls the provider was given (first or as a fallback); fallbacks
+ * counts calls it failed and passed on to its fallback (they count as errors too). */
 json_t *llm_client_stats(const llm_client *c);
 
 /* ---- Pieces exposed for unit tests ------------------------------------------------------------ */
@@ -179,7 +186,9 @@ uint64_t llm_backoff_ms(unsigned attempt, double random);
 /* The OpenAI chat completions body for a request (model resolved). */
 json_t *llm_openai_request_json(const llm_request *req, const char *model);
 /* Parses an OpenAI chat completions response body into result fields.
- * text/finish_reason/model are set to strdup'd strings in *text etc.
+ * text/finish_reason/model are set to strdup'd strings in *text etc.; text
+ * is NULL when the answer only asks for tools (their calls are not returned
+ * here; the client reads them through its protocol table).
  * Returns 0, or a CX_E* code with reason (LLM_REASON_MALFORMED / _EMPTY)
  * and detail. */
 int llm_openai_parse_response(const char *body, size_t len, char **text, char **finish_reason,

@@ -7,7 +7,13 @@
  * problem is collected, one operator-ready line each, so a file is fixed in
  * one pass. Values arrive as JSON strings from the YAML loader or as numbers
  * from JSON callers; both are accepted. api_key values are secrets: no
- * message quotes them, and the memory holding them is wiped when freed. */
+ * message quotes them, and the memory holding them is wiped when freed.
+ *
+ * `fallback` lists are checked across providers once every provider is
+ * read: each name must exist, must not be the provider itself, must have a
+ * `model` of its own (a fallback answers with its own model, never the
+ * agent's), and following the lists must never lead back to where it
+ * started, since the client follows them transitively. */
 #include "llm/llm.h"
 
 #include <curl/curl.h>
@@ -33,7 +39,6 @@
 #define PROVIDER_RETRIES_DEFAULT 3u
 #define PROVIDER_CONCURRENCY_MAX 1024u
 #define PROVIDER_CONCURRENCY_DEFAULT 16u
-#define OPENAI_DEFAULT_URL "https://api.openai.com/v1"
 
 #define COUNT(a) (sizeof(a) / sizeof *(a))
 
@@ -41,6 +46,8 @@ static const char *const known_settings[] = {
     "type", "base_url", "api_key", "model", "timeout", "retries", "max_concurrency", "fallback",
 };
 static const char *const known_types[] = {"openai", "anthropic", "ollama"};
+static const char known_list[] = "type, base_url, api_key, model, timeout, retries, "
+                                 "max_concurrency, fallback";
 
 /* Collects problems; build mode passes no array and only counts. */
 typedef struct checker {
@@ -198,13 +205,14 @@ static const char *url_problem(const char *text)
     else if (url_part_present(u, CURLUPART_USER) || url_part_present(u, CURLUPART_PASSWORD))
         problem = url_has_credentials;
     else if (url_part_present(u, CURLUPART_QUERY) || url_part_present(u, CURLUPART_FRAGMENT))
-        problem = "must not have a ?query or #fragment (it is a prefix for /chat/completions)";
+        problem = "must not have a ?query or #fragment (the API path is appended to it)";
     curl_free(scheme);
     curl_url_cleanup(u);
     return problem;
 }
 
-static void read_base_url(checker *ck, const char *name, const json_t *v, const char **out)
+static void read_base_url(checker *ck, const char *name, const json_t *v,
+                          const llm_protocol *protocol, const char **out)
 {
     char got[96];
     describe_value(v, got, sizeof got);
@@ -215,7 +223,8 @@ static void read_base_url(checker *ck, const char *name, const json_t *v, const 
         check_error(ck, "llm.providers.%s.base_url: %s", name, problem);
     else
         check_error(ck, "llm.providers.%s.base_url: %s%s%s; expected a URL such as %s", name,
-                    got, *problem ? " " : " is not a string", problem, OPENAI_DEFAULT_URL);
+                    got, *problem ? " " : " is not a string", problem,
+                    (protocol ? protocol : &llm_protocol_openai)->default_base_url);
 }
 
 static void read_api_key(checker *ck, const char *name, const json_t *v, const char **out)
@@ -252,45 +261,27 @@ static void read_model(checker *ck, const char *name, const json_t *v, const cha
         *out = s;
 }
 
-static bool type_known(const char *type)
-{
-    for (size_t i = 0; i < COUNT(known_types); i++)
-        if (strcmp(type, known_types[i]) == 0)
-            return true;
-    return false;
-}
-
 /* The type: written, or implied by a provider named after one. */
-static void read_type(checker *ck, const char *name, const json_t *v, const char **out)
+static void read_type(checker *ck, const char *name, const json_t *v,
+                      const llm_protocol **out)
 {
-    const char *type = name;
-    if (!v && !type_known(name)) {
-        check_error(ck, "llm.providers.%s.type: missing; add `type: openai` (for any "
-                    "OpenAI-compatible server), or name the provider after its type", name);
+    if (!v) {
+        *out = llm_protocol_find(name);
+        if (!*out)
+            check_error(ck, "llm.providers.%s.type: missing; add `type: openai` (for any "
+                        "OpenAI-compatible server), `type: anthropic` or `type: ollama`, or "
+                        "name the provider after its type", name);
         return;
     }
-    if (v) {
-        type = json_is_string(v) ? json_string_value(v) : NULL;
-        if (!type || !type_known(type)) {
-            char got[96];
-            describe_value(v, got, sizeof got);
-            const char *near = type ? text_suggest(type, known_types, COUNT(known_types)) : NULL;
-            check_error(ck, "llm.providers.%s.type: expected openai, anthropic or ollama, got "
-                        "%s%s%s%s", name, got, near ? "; did you mean '" : "", near ? near : "",
-                        near ? "'?" : "");
-            return;
-        }
-    }
-    if (strcmp(type, "openai") == 0) {
-        *out = "openai";
+    const char *type = json_is_string(v) ? json_string_value(v) : NULL;
+    *out = llm_protocol_find(type);
+    if (*out)
         return;
-    }
-    check_error(ck, "llm.providers.%s%s: provider type '%s' is not supported yet by this "
-                "version%s", name, v ? ".type" : "", type,
-                strcmp(type, "ollama") == 0
-                    ? " (Ollama also speaks the OpenAI protocol: use type: openai with "
-                      "base_url: http://localhost:11434/v1)"
-                    : "");
+    char got[96];
+    describe_value(v, got, sizeof got);
+    const char *near = type ? text_suggest(type, known_types, COUNT(known_types)) : NULL;
+    check_error(ck, "llm.providers.%s.type: expected openai, anthropic or ollama, got %s%s%s%s",
+                name, got, near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
 }
 
 /* A provider name usable in messages, metrics and agent files. */
@@ -304,14 +295,54 @@ static bool name_ok(const char *name)
 
 /* What one provider's mapping says; pointers into the JSON. */
 typedef struct provider_fields {
-    const char *type;
+    const llm_protocol *protocol;
     const char *base_url;
     const char *api_key;
     const char *model;
     uint64_t timeout_ms;
     unsigned retries;
     unsigned max_concurrency;
+    const json_t *fallback; /* a list of names (bad entries reported), or NULL */
 } provider_fields;
+
+static void read_fallback(checker *ck, const char *name, const json_t *v, const json_t **out)
+{
+    if (!json_is_array(v)) {
+        char got[96];
+        describe_value(v, got, sizeof got);
+        check_error(ck, "llm.providers.%s.fallback: expected a list of provider names such as "
+                    "[local], got %s", name, got);
+        return;
+    }
+    if (json_array_size(v) >= LLM_PROVIDERS_MAX) {
+        check_error(ck, "llm.providers.%s.fallback: %zu names, more than the %d other providers "
+                    "a configuration can have", name, json_array_size(v), LLM_PROVIDERS_MAX - 1);
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        const json_t *item = json_array_get(v, i);
+        const char *other = json_string_value(item);
+        char got[96];
+        describe_value(item, got, sizeof got);
+        if (!other || !*other) {
+            check_error(ck, "llm.providers.%s.fallback[%zu]: expected a provider name, got %s",
+                        name, i, got);
+            continue;
+        }
+        if (strcmp(other, name) == 0) {
+            check_error(ck, "llm.providers.%s.fallback: '%s' is this provider itself; name "
+                        "other providers to try when it fails", name, name);
+            continue;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (json_is_string(json_array_get(v, j)) &&
+                strcmp(json_string_value(json_array_get(v, j)), other) == 0) {
+                check_error(ck, "llm.providers.%s.fallback: %s is listed twice", name, got);
+                break;
+            }
+    }
+    *out = v; /* the cross checks skip the entries reported here */
+}
 
 static void read_setting(checker *ck, const char *name, const char *key, const json_t *v,
                          provider_fields *f)
@@ -319,7 +350,7 @@ static void read_setting(checker *ck, const char *name, const char *key, const j
     if (strcmp(key, "type") == 0)
         return; /* read first, by read_provider */
     if (strcmp(key, "base_url") == 0)
-        read_base_url(ck, name, v, &f->base_url);
+        read_base_url(ck, name, v, f->protocol, &f->base_url);
     else if (strcmp(key, "api_key") == 0)
         read_api_key(ck, name, v, &f->api_key);
     else if (strcmp(key, "model") == 0)
@@ -331,17 +362,16 @@ static void read_setting(checker *ck, const char *name, const char *key, const j
     else if (strcmp(key, "max_concurrency") == 0)
         read_count(ck, name, key, v, 1, PROVIDER_CONCURRENCY_MAX, &f->max_concurrency);
     else if (strcmp(key, "fallback") == 0)
-        check_error(ck, "llm.providers.%s.fallback: fallback providers arrive in a later "
-                    "version of Caxton; remove this setting", name);
+        read_fallback(ck, name, v, &f->fallback);
     else {
         char shown[96];
         text_quote(key, shown, sizeof shown);
         const char *near = text_is_utf8(key, strlen(key))
                                ? text_suggest(key, known_settings, COUNT(known_settings))
                                : NULL;
-        check_error(ck, "llm.providers.%s: unknown setting %s%s%s%s (known: type, base_url, "
-                    "api_key, model, timeout, retries, max_concurrency)", name, shown,
-                    near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+        check_error(ck, "llm.providers.%s: unknown setting %s%s%s%s (known: %s)", name, shown,
+                    near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "",
+                    known_list);
     }
 }
 
@@ -372,14 +402,109 @@ static bool read_provider(checker *ck, const char *name, const json_t *obj, prov
         check_error(ck, "llm.providers.%s: more than %d settings", name, PROVIDER_SETTINGS_MAX);
         return false;
     }
-    read_type(ck, name, obj ? json_object_get(obj, "type") : NULL, &f->type);
+    read_type(ck, name, obj ? json_object_get(obj, "type") : NULL, &f->protocol);
     const char *key;
     const json_t *v;
     if (obj)
         json_object_foreach((json_t *)obj, key, v) read_setting(ck, name, key, v, f);
-    if (!f->base_url)
-        f->base_url = OPENAI_DEFAULT_URL; /* the only type this version supports */
+    if (!f->base_url && f->protocol)
+        f->base_url = f->protocol->default_base_url;
     return ck->count == before;
+}
+
+/* One provider as the fallback checks see it. */
+typedef struct fallback_node {
+    const char *name;
+    const json_t *fallback; /* checked names, or NULL */
+    bool has_model;
+    int mark; /* 0 not visited, 1 on the current path, 2 done */
+} fallback_node;
+
+static size_t node_find(const fallback_node *nodes, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(nodes[i].name, name) == 0)
+            return i;
+    return n;
+}
+
+/* The k-th name of a node's list, or NULL when read_fallback already
+ * reported it (not a name, the provider itself, a repeat). */
+static const char *fallback_name(const fallback_node *node, size_t k)
+{
+    const char *other = json_string_value(json_array_get(node->fallback, k));
+    if (!other || !*other || strcmp(other, node->name) == 0)
+        return NULL;
+    for (size_t i = 0; i < k; i++) {
+        const char *earlier = json_string_value(json_array_get(node->fallback, i));
+        if (earlier && strcmp(earlier, other) == 0)
+            return NULL;
+    }
+    return other;
+}
+
+/* Every name a fallback list gives must be another provider with a model. */
+static void check_fallback_targets(checker *ck, const fallback_node *nodes, size_t n)
+{
+    const char *names[LLM_PROVIDERS_MAX];
+    for (size_t i = 0; i < n; i++)
+        names[i] = nodes[i].name;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < json_array_size(nodes[i].fallback); k++) {
+            const char *other = fallback_name(&nodes[i], k);
+            if (!other)
+                continue;
+            size_t j = node_find(nodes, n, other);
+            char shown[96];
+            text_quote(other, shown, sizeof shown);
+            if (j == n) {
+                const char *near = text_is_utf8(other, strlen(other))
+                                       ? text_suggest(other, names, n)
+                                       : NULL;
+                check_error(ck, "llm.providers.%s.fallback: no provider named %s%s%s%s; add it "
+                            "under llm.providers or remove it from the list", nodes[i].name,
+                            shown, near ? " (did you mean '" : "", near ? near : "",
+                            near ? "'?)" : "");
+            } else if (!nodes[j].has_model) {
+                check_error(ck, "llm.providers.%s.fallback: '%s' has no model; a fallback "
+                            "provider answers with its own model, never the agent's, so set "
+                            "llm.providers.%s.model", nodes[i].name, other, other);
+            }
+        }
+    }
+}
+
+/* Depth first along the fallback lists; a name already on the path closes
+ * a loop, reported once with the path. */
+static void check_fallback_loops(checker *ck, fallback_node *nodes, size_t n, size_t at,
+                                 size_t *path, size_t depth)
+{
+    nodes[at].mark = 1;
+    path[depth] = at;
+    for (size_t k = 0; k < json_array_size(nodes[at].fallback); k++) {
+        const char *other = fallback_name(&nodes[at], k);
+        size_t j = other ? node_find(nodes, n, other) : n;
+        if (j == n)
+            continue; /* reported by read_fallback or the target check */
+        if (nodes[j].mark == 0) {
+            check_fallback_loops(ck, nodes, n, j, path, depth + 1);
+            continue;
+        }
+        if (nodes[j].mark != 1)
+            continue;
+        char loop[LLM_PROVIDERS_MAX * (LLM_PROVIDER_NAME_MAX + 4) + 1] = "";
+        size_t used = 0, from = 0;
+        while (path[from] != j)
+            from++;
+        for (size_t p = from; p <= depth; p++)
+            used += (size_t)snprintf(loop + used, sizeof loop - used, "%s -> ",
+                                     nodes[path[p]].name);
+        snprintf(loop + used, sizeof loop - used, "%s", other);
+        check_error(ck, "llm.providers.%s.fallback: '%s' leads back to itself (%s); a fallback "
+                    "chain must not loop, remove one of these entries", nodes[at].name, other,
+                    loop);
+    }
+    nodes[at].mark = 2;
 }
 
 static void check_all(checker *ck, const json_t *providers)
@@ -397,12 +522,22 @@ static void check_all(checker *ck, const json_t *providers)
                     json_object_size(providers), LLM_PROVIDERS_MAX);
         return;
     }
+    fallback_node nodes[LLM_PROVIDERS_MAX];
+    size_t n = 0;
     const char *name;
     const json_t *obj;
     json_object_foreach((json_t *)providers, name, obj) {
         provider_fields f;
         read_provider(ck, name, obj, &f);
+        if (name_ok(name)) /* a bad name is reported, and no fallback can reach it */
+            nodes[n++] = (fallback_node){.name = name, .fallback = f.fallback,
+                                         .has_model = f.model != NULL};
     }
+    check_fallback_targets(ck, nodes, n);
+    size_t path[LLM_PROVIDERS_MAX];
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i].mark == 0)
+            check_fallback_loops(ck, nodes, n, i, path, 0);
 }
 
 size_t llm_providers_check(const json_t *providers, json_t **errors)
@@ -443,6 +578,9 @@ void llm_settings_release(llm_settings *s)
     free(s->url);
     wipe_free(s->api_key);
     free(s->model);
+    for (size_t i = 0; i < s->fallback_count; i++)
+        free(s->fallback[i]);
+    free(s->fallback);
     free(s);
 }
 
@@ -459,7 +597,8 @@ static llm_settings *settings_new(const char *name, const provider_fields *f)
     if (!s)
         return NULL;
     s->refs = 1;
-    s->type = f->type;
+    s->protocol = f->protocol;
+    s->type = f->protocol->type;
     s->timeout_ms = f->timeout_ms;
     s->retries = f->retries;
     s->max_concurrency = f->max_concurrency;
@@ -469,13 +608,23 @@ static llm_settings *settings_new(const char *name, const provider_fields *f)
     s->api_key = f->api_key && *f->api_key ? str_dup(f->api_key) : NULL;
     bool ok = s->name && s->base_url && (!f->model || s->model) &&
               (!f->api_key || !*f->api_key || s->api_key);
+    size_t fallbacks = json_array_size(f->fallback);
+    if (ok && fallbacks > 0) {
+        s->fallback = calloc(fallbacks, sizeof *s->fallback);
+        ok = s->fallback != NULL;
+        for (size_t i = 0; ok && i < fallbacks; i++) {
+            s->fallback[i] = str_dup(json_string_value(json_array_get(f->fallback, i)));
+            ok = s->fallback[i] != NULL;
+            s->fallback_count++;
+        }
+    }
     if (ok) {
         size_t len = strlen(s->base_url);
         while (len > 0 && s->base_url[len - 1] == '/')
             s->base_url[--len] = '\0';
         strbuf sb;
         strbuf_init(&sb);
-        ok = strbuf_appendf(&sb, "%s/chat/completions", s->base_url) == 0;
+        ok = strbuf_appendf(&sb, "%s%s", s->base_url, s->protocol->path) == 0;
         s->url = ok ? strbuf_detach(&sb) : NULL;
         strbuf_free(&sb);
     }

@@ -38,14 +38,15 @@ typedef struct delivery {
     router *r;
 } delivery;
 
-typedef struct waiter {
-    struct waiter *next;
+typedef struct router_waiter waiter;
+struct router_waiter {
+    struct router_waiter *next;
     router *r;
     char message_id[ACL_ID_MAX + 1];
     router_wait_fn fn;
     void *arg;
     uv_timer_t timer;
-} waiter;
+};
 
 typedef struct commit_waiter {
     struct commit_waiter *next;
@@ -512,7 +513,8 @@ static void waiter_closed(uv_handle_t *h)
     free(h->data);
 }
 
-static void waiter_finish(router *r, waiter *w, json_t *reply, int status)
+/* Takes w out of its message's list and stops its timer. */
+static void waiter_unlink(router *r, waiter *w)
 {
     /* unlink */
     waiter *head = map_get(&r->waiters, w->message_id);
@@ -527,7 +529,18 @@ static void waiter_finish(router *r, waiter *w, json_t *reply, int status)
         map_remove(&r->waiters, w->message_id);
     r->stats.waiting--;
     uv_timer_stop(&w->timer);
+}
+
+static void waiter_finish(router *r, waiter *w, json_t *reply, int status)
+{
+    waiter_unlink(r, w);
     w->fn(reply, status, w->arg);
+    uv_close((uv_handle_t *)&w->timer, waiter_closed);
+}
+
+void router_wait_cancel(router *r, router_waiter *w)
+{
+    waiter_unlink(r, w);
     uv_close((uv_handle_t *)&w->timer, waiter_closed);
 }
 
@@ -538,7 +551,7 @@ static void on_wait_timeout(uv_timer_t *t)
 }
 
 int router_wait_reply(router *r, const char *message_id, uint64_t timeout_ms, router_wait_fn fn,
-                      void *arg, cx_error *err)
+                      void *arg, router_waiter **handle, cx_error *err)
 {
     if (r->closing)
         return cx_error_set(err, CX_EUNAVAIL, "the server is shutting down");
@@ -562,6 +575,8 @@ int router_wait_reply(router *r, const char *message_id, uint64_t timeout_ms, ro
     uv_timer_start(&w->timer, on_wait_timeout, timeout_ms > MAX_WAIT_MS ? MAX_WAIT_MS : timeout_ms,
                    0);
     r->stats.waiting++;
+    if (handle)
+        *handle = w;
     return 0;
 }
 

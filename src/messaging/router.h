@@ -92,10 +92,14 @@ const acl_message *router_message(const router *r, uint64_t seq);
 /* ---- Waiting for a reply (POST /messages?wait=) --------------------------------------------- */
 
 typedef void (*router_wait_fn)(json_t *reply, int status, void *arg);
+typedef struct router_waiter router_waiter;
 /* Calls fn once: with the first reply to message_id (status 200), or with
- * NULL and 504 after timeout_ms, or NULL and 503 at shutdown. */
+ * NULL and 504 after timeout_ms, or NULL and 503 at shutdown. *handle (may
+ * be NULL) gets a handle for router_wait_cancel. */
 int router_wait_reply(router *r, const char *message_id, uint64_t timeout_ms, router_wait_fn fn,
-                      void *arg, cx_error *err);
+                      void *arg, router_waiter **handle, cx_error *err);
+/* Stops waiting; fn will not be called. */
+void router_wait_cancel(router *r, router_waiter *w);
 /* Calls fn once the writes made so far are committed (durable): committed
  * is false when the commit failed (the writes are lost; say so). */
 int router_after_commit(router *r, void (*fn)(void *arg, bool committed), void *arg);

@@ -18,6 +18,7 @@
 struct registry;
 struct router;
 struct llm_client;
+struct mcp_hub;
 
 typedef struct app {
     uv_loop_t *loop;            /* (immutable) */
@@ -27,6 +28,7 @@ typedef struct app {
     struct registry *agents;    /* (loop) the agent registry */
     struct router *router;      /* (loop) the message router */
     struct llm_client *llm;     /* (loop) LLM providers */
+    struct mcp_hub *tools;      /* (loop) MCP tool servers */
     char *data_dir;             /* (immutable) absolute */
     char *log_dir;              /* (immutable) */
     char *config_file;          /* (immutable) or NULL */

@@ -32,6 +32,7 @@
 #include "llm/llm.h"
 #include "messaging/router.h"
 #include "obs/metrics.h"
+#include "tools/mcp.h"
 #include "server/app.h"
 #include "server/health.h"
 #include "server/snapshot.h"
@@ -256,6 +257,9 @@ static void finish_shutdown(server *s)
     if (s->app.llm)
         llm_client_close(s->app.llm);
     s->app.llm = NULL;
+    if (s->app.tools)
+        mcp_hub_close(s->app.tools);
+    s->app.tools = NULL;
     uv_stop(&s->loop); /* the dispatcher's async handle would keep it alive */
 }
 
@@ -335,6 +339,8 @@ static void reload_config(server *s)
         log_error("config", "%s", err.msg);
     if (s->app.llm && llm_client_reconfigure(s->app.llm, fresh->llm_providers, &err) < 0)
         log_error("config", "llm.providers not applied: %s", err.msg);
+    if (s->app.tools && mcp_hub_reconfigure(s->app.tools, fresh->tools_mcp_servers, &err) < 0)
+        log_error("config", "tools.mcp_servers not applied: %s", err.msg);
     config_free(s->app.config);
     s->app.config = fresh;
     if (s->app.agents)
@@ -453,6 +459,21 @@ static int start_agents(server *s, cx_error *err)
         return rc;
     }
     json_decref(errors);
+    errors = NULL;
+    if (mcp_servers_check(a->config->tools_mcp_servers, &errors) > 0) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(errors, i, e) {
+            log_error("config", "%s", json_string_value(e));
+        }
+        int rc = cx_error_set(err, CX_ECONFIG, "tools.mcp_servers: %s",
+                              json_string_value(json_array_get(errors, 0)));
+        json_decref(errors);
+        return rc;
+    }
+    json_decref(errors);
+    if (!(a->tools = mcp_hub_new(a->loop, a->config->tools_mcp_servers, err)))
+        return err->code ? err->code : CX_EINTERNAL;
     if (!(a->router = router_new(a, err)) || !(a->llm = llm_client_new(a->loop,
                                                                       a->config->llm_providers,
                                                                       err)) ||

@@ -10,6 +10,7 @@
 #include "llm/llm.h"
 #include "messaging/router.h"
 #include "obs/metrics.h"
+#include "tools/mcp.h"
 #include "server/health.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -144,6 +145,26 @@ static void render(app *a, strbuf *sb)
         metrics_append_label_value(sb, provider);
         strbuf_appendf(sb, "\",outcome=\"error\"} %lld\n", err);
     }
+    family(sb, "caxton_llm_fallbacks_total", "counter",
+           "LLM calls handed from a failing provider to its fallback, by provider.");
+    json_object_foreach(llm, provider, st) {
+        strbuf_appends(sb, "caxton_llm_fallbacks_total{provider=\"");
+        metrics_append_label_value(sb, provider);
+        strbuf_appendf(sb, "\"} %lld\n",
+                       (long long)json_integer_value(json_object_get(st, "fallbacks")));
+    }
+    family(sb, "caxton_llm_tokens_total", "counter", "LLM tokens used, by provider and kind.");
+    json_object_foreach(llm, provider, st) {
+        static const char *const kinds[] = {"prompt", "completion"};
+        for (int k = 0; k < 2; k++) {
+            char key[32];
+            snprintf(key, sizeof key, "%s_tokens", kinds[k]);
+            strbuf_appends(sb, "caxton_llm_tokens_total{provider=\"");
+            metrics_append_label_value(sb, provider);
+            strbuf_appendf(sb, "\",kind=\"%s\"} %lld\n", kinds[k],
+                           (long long)json_integer_value(json_object_get(st, key)));
+        }
+    }
     family(sb, "caxton_llm_in_flight", "gauge", "LLM requests in flight, by provider.");
     json_object_foreach(llm, provider, st) {
         strbuf_appends(sb, "caxton_llm_in_flight{provider=\"");
@@ -152,6 +173,31 @@ static void render(app *a, strbuf *sb)
                        (long long)json_integer_value(json_object_get(st, "in_flight")));
     }
     json_decref(llm);
+    json_t *tools = a->tools ? mcp_hub_status_json(a->tools, NULL) : NULL;
+    json_t *servers = tools;
+    size_t i;
+    json_t *server;
+    family(sb, "caxton_mcp_server_up", "gauge",
+           "1 when the MCP tool server is ready (initialized and its tools listed).");
+    json_array_foreach(servers, i, server) {
+        strbuf_appends(sb, "caxton_mcp_server_up{server=\"");
+        metrics_append_label_value(sb, json_string_value(json_object_get(server, "name")));
+        strbuf_appendf(sb, "\"} %d\n",
+                       strcmp(json_string_value(json_object_get(server, "state")) ?: "", "ready")
+                           == 0);
+    }
+    family(sb, "caxton_mcp_calls_total", "counter", "MCP tool calls, by server and outcome.");
+    json_array_foreach(servers, i, server) {
+        long long calls = (long long)json_integer_value(json_object_get(server, "calls"));
+        long long errors = (long long)json_integer_value(json_object_get(server, "errors"));
+        for (int k = 0; k < 2; k++) {
+            strbuf_appends(sb, "caxton_mcp_calls_total{server=\"");
+            metrics_append_label_value(sb, json_string_value(json_object_get(server, "name")));
+            strbuf_appendf(sb, "\",outcome=\"%s\"} %lld\n", k ? "error" : "ok",
+                           k ? errors : (calls - errors > 0 ? calls - errors : 0));
+        }
+    }
+    json_decref(tools);
 }
 
 void snapshot_take(app *a)

@@ -10,6 +10,7 @@
  *         cwd: /srv                              # optional
  *         timeout: 30s                           # per call (default 30s)
  *         max_result: 1MB                        # larger results are refused (default 1MB)
+ *         restart_backoff: 1s                    # hidden: the first restart delay (10ms..60s)
  *
  * Each stdio server is a child process launched and supervised through libuv
  * (uv_spawn, pipes): JSON-RPC 2.0 messages, one per line, on its stdin and
@@ -95,7 +96,11 @@ void mcp_hub_foreach_tool(const mcp_hub *h, void (*fn)(const mcp_tool_info *t, v
 bool mcp_hub_has_server(const mcp_hub *h, const char *server);
 
 /* Starts a call; the callback runs once, on the loop, never inside this
- * function. NULL with err set when it cannot start (then no callback). */
+ * function. NULL with err set when it cannot start (then no callback): no
+ * hub or callback, the hub closing, arguments not an object or too large.
+ * An unknown tool or a server that is down is answered through the callback
+ * (MCP_REASON_UNKNOWN_TOOL, MCP_REASON_NOT_CONNECTED); a call to a server
+ * still starting waits for it. timeout_ms 0: the server's timeout. */
 mcp_call *mcp_hub_call(mcp_hub *h, const char *full_name, const json_t *arguments,
                        uint64_t timeout_ms, mcp_done_fn done, void *arg, cx_error *err);
 /* Stops waiting for a call (the server is told with notifications/cancelled);
@@ -106,12 +111,15 @@ void mcp_call_cancel(mcp_call *call);
 int mcp_hub_reconnect(mcp_hub *h, const char *server, cx_error *err);
 /* Per server: {"name","transport":"stdio","state":"starting|ready|restarting|stopped",
  * "pid","tools":[names],"last_error","restarts","calls","errors","avg_latency_ms",
- * "connected_at"}. */
+ * "connected_at","protocol_errors"}: an array of these in name order (the one
+ * server when named; NULL when it is unknown). Tools are full names. */
 json_t *mcp_hub_status_json(const mcp_hub *h, const char *server);
 
 /* Connectivity test: for each server (or one), an initialize + tools/list
  * round trip on a fresh connection (a new child for stdio), with timings.
- * done gets {"servers":[{"name","ok","initialize_ms","list_ms","tools","error"}]}. */
+ * done gets {"servers":[{"name","ok","initialize_ms","list_ms","tools","error"}]}
+ * ("tools": how many were listed), on the loop, never inside this function;
+ * the report is lent for the callback's duration. timeout_ms 0: 10 s. */
 int mcp_hub_test(mcp_hub *h, const char *server, uint64_t timeout_ms,
                  void (*done)(json_t *report, void *arg), void *arg, cx_error *err);
 

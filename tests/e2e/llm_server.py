@@ -1,33 +1,53 @@
-"""A scripted OpenAI-compatible chat completions server for the tests.
+"""A scripted LLM server for the tests: OpenAI, Anthropic and Ollama shapes.
 
 Runs in a thread of the test process (or on its own for benchmarks) on
-127.0.0.1, standard library only. POST /v1/chat/completions answers in the
-OpenAI shape with usage (prompt tokens estimated as characters / 4); any
-other path is 404. Without a script it echoes the last user message
+127.0.0.1, standard library only. One server answers all three protocols,
+each in its own shape, chosen by the path of the request:
+
+    POST /v1/chat/completions   OpenAI chat completions   base_url: srv.url
+    POST /v1/messages           Anthropic Messages        base_url: srv.anthropic_url
+    POST /api/chat              Ollama's native chat      base_url: srv.ollama_url
+
+Any other path is 404. Answers carry usage (prompt tokens estimated as
+characters / 4). Without a script it echoes the last user message
 ("echo: ..."), or answers with the text given to reply(). script() queues
-steps, each used by one request, in order:
+steps, each used by one request (whatever its path), in order:
 
     {"text": "hello"}                 answer with this text
+    {"tool_calls": [{"name": "everything__echo", "arguments": {"message": "hi"}}]}
+                                      ask for tools, in the shape of the path called
+                                      (ids are made up unless a call gives "id"; a
+                                      string "arguments" is sent as given, so invalid
+                                      JSON can be tested; "text" may come along)
     {"status": 429, "headers": {"Retry-After": "1"}}
-    {"status": 500}                   an OpenAI-style error body
+    {"status": 500}                   an error body in the path's shape (Anthropic:
+                                      {"type": "error", "error": {...}}, 529 is
+                                      overloaded_error; Ollama: {"error": "..."})
     {"delay": 3.0}                    wait, then go on with the rest of the step
     {"gate": threading.Event()}       hold the answer until the event is set (at most
                                       "gate_timeout" seconds, default 60), then go on
     {"body": "not json"}              this exact body (status 200 unless given)
     {"json": {...}}                   this JSON document as the body
-    {"choices": []}                   an answer with these choices
+    {"choices": []}                   an OpenAI answer with these choices
+    {"content": []}                   an Anthropic answer with these content blocks
     {"close": True}                   hang up without answering
-    {"usage": {...}, "finish_reason": "length", "model": "m"}   shape the answer
+    {"usage": {...}, "finish_reason": "length", "model": "m"}   shape the answer:
+                                      usage replaces OpenAI's and Anthropic's usage
+                                      object and is merged into Ollama's answer
+                                      (prompt_eval_count, eval_count); finish_reason
+                                      is finish_reason / stop_reason / done_reason
 
 Usage:
     srv = ScriptedLLM(); srv.start()
     config = f"llm:\\n  providers:\\n    openai:\\n      base_url: {srv.url}\\n"
     ...
     srv.requests   # the JSON bodies received, in order
+    srv.paths      # the path of each of them ("/v1/messages", ...)
     srv.stop()
 
-Standalone: `python3 tests/e2e/llm_server.py --port 0` prints the base URL
-and serves until interrupted (--delay adds a fixed latency per answer).
+Standalone: `python3 tests/e2e/llm_server.py --port 0` prints the OpenAI base
+URL (Anthropic and Ollama providers use it without the /v1) and serves until
+interrupted (--delay adds a fixed latency per answer).
 """
 import argparse
 import json
@@ -40,6 +60,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY = 64 * 1024 * 1024
 CHAT_PATH = "/v1/chat/completions"
+ANTHROPIC_PATH = "/v1/messages"
+OLLAMA_PATH = "/api/chat"
+PATHS = (CHAT_PATH, ANTHROPIC_PATH, OLLAMA_PATH)
+
+
+def _block_text(content):
+    """The text of a message's content: a string, or Anthropic-style blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [b["text"] for b in content if isinstance(b, dict)
+                 and b.get("type") == "text" and isinstance(b.get("text"), str)]
+        if texts:
+            return "".join(texts)
+    return None
 
 
 def _last_user_text(body):
@@ -47,17 +82,57 @@ def _last_user_text(body):
     for m in reversed(messages if isinstance(messages, list) else []):
         if isinstance(m, dict) and m.get("role") == "user":
             content = m.get("content")
-            return content if isinstance(content, str) else json.dumps(content)
+            text = _block_text(content)
+            if text is not None:
+                return text
+            # a user turn that only carries tool results (Anthropic): look further back
+            if isinstance(content, list) and all(
+                    isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
+                continue
+            return json.dumps(content)
     return ""
 
 
 def _prompt_chars(body):
     messages = body.get("messages") if isinstance(body, dict) else None
     total = 0
+    system = body.get("system") if isinstance(body, dict) else None
+    if isinstance(system, str):
+        total += len(system)
     for m in messages if isinstance(messages, list) else []:
         content = m.get("content") if isinstance(m, dict) else None
-        total += len(content) if isinstance(content, str) else 0
+        text = _block_text(content)
+        total += len(text) if text is not None else 0
     return total
+
+
+def _arguments_object(arguments):
+    """Tool call arguments as an object (Anthropic, Ollama): text is parsed when it can be."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return {} if arguments is None else arguments
+
+
+def _arguments_text(arguments):
+    """Tool call arguments as JSON text (OpenAI): a string is sent as given."""
+    return arguments if isinstance(arguments, str) else json.dumps(
+        {} if arguments is None else arguments)
+
+
+def _error_body(path, status, message):
+    if path == ANTHROPIC_PATH:
+        kinds = {400: "invalid_request_error", 401: "authentication_error",
+                 403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+                 429: "rate_limit_error", 529: "overloaded_error"}
+        kind = kinds.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    if path == OLLAMA_PATH:
+        return {"error": message}
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind}}
 
 
 class _Server(ThreadingHTTPServer):
@@ -113,7 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._read_body()
         if raw is None:
             return
-        if self.path != CHAT_PATH:
+        path = self.path.split("?", 1)[0]
+        if path not in PATHS:
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}))
             return
         try:
@@ -121,13 +197,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("utf-8", "replace")
         owner = self.server.owner
-        step = owner._begin(body, dict(self.headers.items()))
+        step = owner._begin(body, dict(self.headers.items()), path)
         try:
-            self._answer(owner, step, body)
+            self._answer(owner, step, body, path)
         finally:
             owner._end()
 
-    def _answer(self, owner, step, body):
+    def _answer(self, owner, step, body, path):
         delay = float(step.get("delay", 0) or 0) + owner.latency
         if delay > 0 and owner._stopping.wait(delay):
             self.close_connection = True
@@ -150,12 +226,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif "json" in step:
             self._send(status, json.dumps(step["json"]), headers)
         elif status >= 400:
-            kind = "server_error" if status >= 500 else "invalid_request_error"
-            error = {"error": {"message": step.get("message", f"scripted error {status}"),
-                               "type": kind}}
+            error = _error_body(path, status, step.get("message", f"scripted error {status}"))
             self._send(status, json.dumps(error), headers)
         else:
-            self._send(status, json.dumps(owner._completion(step, body)), headers)
+            self._send(status, json.dumps(owner._completion(step, body, path)), headers)
 
 
 class ScriptedLLM:
@@ -167,6 +241,7 @@ class ScriptedLLM:
         self._reply = None
         self._requests = []
         self._headers = []
+        self._paths = []
         self._stopping = threading.Event()
         self._count = 0
         self.latency = latency
@@ -182,8 +257,23 @@ class ScriptedLLM:
 
     @property
     def url(self):
-        """The base_url for a provider: http://127.0.0.1:PORT/v1"""
+        """The base_url for an openai provider: http://127.0.0.1:PORT/v1"""
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self):
+        """http://127.0.0.1:PORT, the base_url for the anthropic and ollama types"""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def anthropic_url(self):
+        """The base_url for an anthropic provider (it adds /v1/messages)."""
+        return self.root_url
+
+    @property
+    def ollama_url(self):
+        """The base_url for an ollama provider (it adds /api/chat)."""
+        return self.root_url
 
     def start(self):
         self._thread = threading.Thread(target=self._httpd.serve_forever,
@@ -232,6 +322,12 @@ class ScriptedLLM:
         with self._lock:
             return list(self._headers)
 
+    @property
+    def paths(self):
+        """The path of each request received, in order (as srv.requests)."""
+        with self._lock:
+            return list(self._paths)
+
     def wait_for_requests(self, count, timeout=10.0):
         """Waits until count requests arrived; returns whether they did."""
         end = time.monotonic() + timeout
@@ -250,10 +346,11 @@ class ScriptedLLM:
                 return False
         return True
 
-    def _begin(self, body, headers):
+    def _begin(self, body, headers, path=CHAT_PATH):
         with self._lock:
             self._requests.append(body)
             self._headers.append(headers)
+            self._paths.append(path)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             return self._steps.pop(0) if self._steps else {}
@@ -262,34 +359,84 @@ class ScriptedLLM:
         with self._lock:
             self.in_flight -= 1
 
-    def _completion(self, step, body):
+    def _completion(self, step, body, path=CHAT_PATH):
         with self._lock:
             self._count += 1
             serial = self._count
             default = self._reply
+        calls = step.get("tool_calls")
         if "text" in step:
             text = step["text"]
+        elif calls:
+            text = None  # only tools asked for
         elif default is not None:
             text = default
         else:
             text = "echo: " + _last_user_text(body)
         model = body.get("model") if isinstance(body, dict) else None
-        choices = step.get("choices")
-        if choices is None:
-            choices = [{"index": 0, "message": {"role": "assistant", "content": text},
-                        "finish_reason": step.get("finish_reason", "stop")}]
         prompt_tokens = _prompt_chars(body) // 4
         completion_tokens = len(text) // 4 if isinstance(text, str) else 0
+        shape = {ANTHROPIC_PATH: self._anthropic, OLLAMA_PATH: self._ollama}.get(
+            path, self._openai)
+        return shape(step, serial, text, calls or [], step.get("model", model or "scripted"),
+                     prompt_tokens, completion_tokens)
+
+    @staticmethod
+    def _openai(step, serial, text, calls, model, prompt_tokens, completion_tokens):
+        choices = step.get("choices")
+        if choices is None:
+            message = {"role": "assistant", "content": text}
+            if calls:
+                message["tool_calls"] = [
+                    {"id": c.get("id", f"call_scripted_{serial}_{i}"), "type": "function",
+                     "function": {"name": c["name"],
+                                  "arguments": _arguments_text(c.get("arguments"))}}
+                    for i, c in enumerate(calls)]
+            finish = step.get("finish_reason", "tool_calls" if calls else "stop")
+            choices = [{"index": 0, "message": message, "finish_reason": finish}]
         usage = step.get("usage", {"prompt_tokens": prompt_tokens,
                                    "completion_tokens": completion_tokens,
                                    "total_tokens": prompt_tokens + completion_tokens})
         return {"id": f"chatcmpl-scripted-{serial}", "object": "chat.completion",
-                "created": int(time.time()), "model": step.get("model", model or "scripted"),
-                "choices": choices, "usage": usage}
+                "created": int(time.time()), "model": model, "choices": choices, "usage": usage}
+
+    @staticmethod
+    def _anthropic(step, serial, text, calls, model, prompt_tokens, completion_tokens):
+        content = step.get("content")
+        if content is None:
+            content = [{"type": "text", "text": text}] if text else []
+            content += [{"type": "tool_use", "id": c.get("id", f"toolu_scripted_{serial}_{i}"),
+                         "name": c["name"], "input": _arguments_object(c.get("arguments"))}
+                        for i, c in enumerate(calls)]
+        stop = step.get("finish_reason", "tool_use" if calls else "end_turn")
+        usage = step.get("usage", {"input_tokens": prompt_tokens,
+                                   "output_tokens": completion_tokens})
+        return {"id": f"msg_scripted_{serial}", "type": "message", "role": "assistant",
+                "model": model, "content": content, "stop_reason": stop, "stop_sequence": None,
+                "usage": usage}
+
+    @staticmethod
+    def _ollama(step, serial, text, calls, model, prompt_tokens, completion_tokens):
+        message = {"role": "assistant", "content": text or ""}
+        if calls:
+            message["tool_calls"] = []
+            for c in calls:
+                one = {"function": {"name": c["name"],
+                                    "arguments": _arguments_object(c.get("arguments"))}}
+                if "id" in c:
+                    one["id"] = c["id"]
+                message["tool_calls"].append(one)
+        answer = {"model": model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "message": message, "done": True,
+                  "done_reason": step.get("finish_reason", "stop"),
+                  "prompt_eval_count": prompt_tokens, "eval_count": completion_tokens}
+        answer.update(step.get("usage", {}))
+        return answer
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="A scripted OpenAI-compatible LLM server.")
+    parser = argparse.ArgumentParser(
+        description="A scripted LLM server (OpenAI, Anthropic and Ollama shapes).")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reply", default=None, help="answer with this text instead of an echo")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")

@@ -793,6 +793,14 @@ static void test_providers(void **state)
     agentdef_diags_free(&d);
 }
 
+/* "slow" is configured and starting; anything else is not configured. */
+static agentdef_tool_server fake_tool_server(const char *server, size_t len, void *arg)
+{
+    (void)arg;
+    return len == 4 && strncmp(server, "slow", 4) == 0 ? AGENTDEF_SERVER_NOT_READY
+                                                       : AGENTDEF_SERVER_UNKNOWN;
+}
+
 static void test_tools(void **state)
 {
     (void)state;
@@ -817,8 +825,22 @@ static void test_tools(void **state)
     assert_int_equal(e->severity, AGENTDEF_ERROR);
     assert_string_equal(e->hint, "did you mean `files.read_file`?");
     assert_non_null(find_diag(&d, "tools[5]", "unknown built-in tool"));
-    assert_non_null(find_diag(&d, "tools[6]", "no MCP server provides it"));
+    assert_non_null(find_diag(&d, "tools[6]", "its MCP server does not provide it"));
     assert_null(find_diag(&d, "tools[4]", ""));
+    agentdef_diags_free(&d);
+
+    /* With the live servers' states: an unconfigured server is an error, one
+     * still starting only a warning. */
+    agentdef_context live = online;
+    live.tool_server = fake_tool_server;
+    const char *live_text = MINIMAL "tools: [github.create_issue, slow.search]\n---\n";
+    assert_null(parse_ctx(live_text, &live, &d));
+    e = find_diag(&d, "tools[0]", "no MCP server named \"github\" is configured");
+    assert_non_null(e);
+    assert_int_equal(e->severity, AGENTDEF_ERROR);
+    e = find_diag(&d, "tools[1]", "has not listed its tools");
+    assert_non_null(e);
+    assert_int_equal(e->severity, AGENTDEF_WARNING);
     agentdef_diags_free(&d);
 
     /* Offline: MCP tools that are not known are warnings. */

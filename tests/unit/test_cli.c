@@ -211,6 +211,8 @@ static bool talks_to_server(cli_handler h)
         cmd_agents_remove, cmd_conversations_queue_status, cmd_conversations_drain_queue,
         cmd_conversations_list, cmd_conversations_show, cmd_conversations_dead_letters,
         cmd_messages_send, cmd_capabilities_list, cmd_capabilities_check_conflicts,
+        cmd_agents_test_all, cmd_agents_performance_summary, cmd_tools_status,
+        cmd_tools_reconnect, cmd_tools_test_connectivity,
     };
     for (size_t i = 0; i < sizeof server / sizeof server[0]; i++)
         if (server[i] == h)
@@ -268,7 +270,7 @@ static void test_cacert_flag(void **state)
         assert_int_equal(has, connects);
         with += has;
     }
-    assert_int_equal(with, 30);
+    assert_int_equal(with, 35);
 }
 
 /* ---- Agents, conversations, messages, capabilities ------------------------------------------ */
@@ -909,7 +911,8 @@ static void test_completion_script(void **state)
     assert_non_null(strstr(sb.data, "--data-dir) COMPREPLY=($(compgen -d"));
     assert_non_null(strstr(sb.data, "--cacert) COMPREPLY=($(compgen -f"));
     assert_non_null(strstr(sb.data, "\"token list\") flags=\"$flags --cacert\""));
-    assert_non_null(strstr(sb.data, "agents) COMPREPLY=($(compgen -W \"list status health-summary "
+    assert_non_null(strstr(sb.data, "agents) COMPREPLY=($(compgen -W \"list status test-all "
+                                    "performance-summary health-summary "
                                     "suspend resume logs scale reload reload-status deploy "
                                     "update remove validate validate-all\""));
     assert_non_null(strstr(sb.data, "conversations) COMPREPLY=($(compgen -W \"queue-status "

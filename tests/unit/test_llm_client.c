@@ -3,8 +3,10 @@
  * this test. Each server connection takes the next step of a script (answer,
  * refuse with a status, wait, send too much, send junk, hang up) so retries,
  * timeouts, size limits, cancellation, shutdown and the concurrency limit
- * are checked end to end. Every wait is bounded; the whole file runs in a
- * few seconds. */
+ * are checked end to end, and so are each protocol's wire shape (paths,
+ * headers, tool calls there and back) and fallback between providers (a
+ * second server in the same test). Every wait is bounded; the whole file
+ * runs in a few seconds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -262,11 +264,16 @@ typedef struct outcome {
     char reason[32];
     char detail[512];
     char text[64];
+    bool text_null;
     char finish[16];
     char model[32];
+    char provider[32];
     uint64_t prompt, completion, elapsed;
     unsigned attempts;
     long status;
+    size_t tool_calls;
+    char call_id[64], call_name[64], call_args[256], call_message[64]; /* the first call */
+    bool call_has_object;
 } outcome;
 
 static void copy_text(char *out, size_t size, const char *s)
@@ -289,6 +296,18 @@ static void on_done(const llm_result *r, void *arg)
     o->elapsed = r->elapsed_ms;
     o->attempts = r->attempts;
     o->status = r->http_status;
+    o->text_null = r->text == NULL;
+    copy_text(o->provider, sizeof o->provider, r->provider);
+    o->tool_calls = r->tool_call_count;
+    if (r->tool_call_count > 0) {
+        const llm_tool_call *c = &r->tool_calls[0];
+        copy_text(o->call_id, sizeof o->call_id, c->id);
+        copy_text(o->call_name, sizeof o->call_name, c->name);
+        copy_text(o->call_args, sizeof o->call_args, c->arguments_text);
+        o->call_has_object = json_is_object(c->arguments);
+        copy_text(o->call_message, sizeof o->call_message,
+                  json_string_value(json_object_get(c->arguments, "message")));
+    }
 }
 
 typedef struct fixture {
@@ -310,20 +329,38 @@ static json_t *config_for(unsigned port, const char *timeout, const char *retrie
                      timeout, "retries", retries, "max_concurrency", max_concurrency);
 }
 
-static void fixture_start(fixture *f, const step *steps, size_t count, const char *timeout,
-                          const char *retries, const char *max_concurrency)
+/* Starts the server and the loop; the client comes from make(port). */
+static void fixture_start_with(fixture *f, const step *steps, size_t count,
+                               json_t *(*make)(unsigned port, void *arg), void *arg)
 {
     memset(f, 0, sizeof *f);
     server_start(&f->srv, steps, count);
     assert_int_equal(uv_loop_init(&f->loop), 0);
     uv_timer_init(&f->loop, &f->tick);
     uv_timer_start(&f->tick, on_tick, 20, 20);
-    json_t *cfg = config_for(f->srv.port, timeout, retries, max_concurrency);
+    json_t *cfg = make(f->srv.port, arg);
     cx_error err = {0};
     f->client = llm_client_new(&f->loop, cfg, &err);
     json_decref(cfg);
     if (!f->client)
         fail_msg("llm_client_new: %s", err.msg);
+}
+
+typedef struct server_limits {
+    const char *timeout, *retries, *max_concurrency;
+} server_limits;
+
+static json_t *make_local(unsigned port, void *arg)
+{
+    const server_limits *l = arg;
+    return config_for(port, l->timeout, l->retries, l->max_concurrency);
+}
+
+static void fixture_start(fixture *f, const step *steps, size_t count, const char *timeout,
+                          const char *retries, const char *max_concurrency)
+{
+    server_limits l = {timeout, retries, max_concurrency};
+    fixture_start_with(f, steps, count, make_local, &l);
 }
 
 static void run_until(fixture *f, const int *counter, int want, unsigned max_ms)
@@ -373,15 +410,17 @@ static llm_call *chat(fixture *f, outcome *o)
     return call;
 }
 
-static json_t *stats_of(fixture *f)
+static json_t *stats_named(fixture *f, const char *name)
 {
     json_t *all = llm_client_stats(f->client);
     assert_non_null(all);
-    json_t *one = json_incref(json_object_get(all, "local"));
+    json_t *one = json_incref(json_object_get(all, name));
     json_decref(all);
     assert_non_null(one);
     return one;
 }
+
+static json_t *stats_of(fixture *f) { return stats_named(f, "local"); }
 
 static json_int_t stat_of(json_t *s, const char *key)
 {
@@ -904,9 +943,10 @@ static void test_refused_at_the_door(void **state)
     assert_true(llm_client_has_provider(f.client, "bare"));
     assert_int_equal(o.calls, 1);
 
-    cfg = json_pack("{s:{s:s}}", "x", "type", "anthropic");
+    cfg = json_pack("{s:{s:s, s:[s]}}", "x", "type", "anthropic", "fallback", "x");
     assert_null(llm_client_new(&f.loop, cfg, &err));
     assert_int_equal(err.code, CX_ECONFIG);
+    assert_non_null(strstr(err.msg, "llm.providers.x.fallback: 'x' is this provider itself"));
     json_decref(cfg);
     fixture_stop(&f);
 }
@@ -939,6 +979,522 @@ static void test_reconfigure_keeps_calls(void **state)
     fixture_stop(&f);
 }
 
+/* ---- Tools, protocols and fallback ----------------------------------------------------------- */
+
+#define TOOL_CALL_ANSWER                                                                       \
+    "{\"model\":\"served-model\",\"choices\":[{\"index\":0,\"message\":{\"role\":"              \
+    "\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_echo_1\",\"type\":"         \
+    "\"function\",\"function\":{\"name\":\"everything__echo\",\"arguments\":"                  \
+    "\"{\\\"message\\\":\\\"hi\\\"}\"}}]},\"finish_reason\":\"tool_calls\"}],\"usage\":"        \
+    "{\"prompt_tokens\":11,\"completion_tokens\":3}}"
+
+static void test_tool_call_round_trip(void **state)
+{
+    (void)state;
+    static const step steps[] = {{.body = TOOL_CALL_ANSWER}, {0}};
+    fixture f;
+    fixture_start(&f, steps, 2, "2s", "0", "4");
+    json_t *schema = json_pack("{s:s, s:{s:{s:s}}, s:[s]}", "type", "object", "properties",
+                               "message", "type", "string", "required", "message");
+    llm_tool tools[] = {{.name = "everything__echo", .description = "Echoes back the input",
+                         .input_schema = schema}};
+    llm_request req = {.provider = "local", .messages = hello, .message_count = 2,
+                       .tools = tools, .tool_count = 1};
+    outcome asked = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &asked, NULL));
+    run_until(&f, &asked.calls, 1, 3000);
+    assert_int_equal(asked.calls, 1);
+    if (asked.code != 0)
+        fail_msg("%s: %s", asked.reason, asked.detail);
+    assert_true(asked.text_null);
+    assert_string_equal(asked.finish, "tool_calls");
+    assert_string_equal(asked.provider, "local");
+    assert_int_equal(asked.tool_calls, 1);
+    assert_string_equal(asked.call_id, "call_echo_1");
+    assert_string_equal(asked.call_name, "everything__echo");
+    assert_string_equal(asked.call_args, "{\"message\":\"hi\"}");
+    assert_true(asked.call_has_object);
+    assert_string_equal(asked.call_message, "hi");
+    assert_int_equal(asked.prompt, 11);
+    assert_non_null(strstr(f.srv.last_request,
+                           "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":"
+                           "\"everything__echo\",\"description\":\"Echoes back the input\","
+                           "\"parameters\":{"));
+
+    /* The result goes back with the call it answers. */
+    llm_tool_call call = {.id = asked.call_id, .name = asked.call_name,
+                          .arguments_text = asked.call_args};
+    llm_message turn[] = {
+        hello[0],
+        hello[1],
+        {.role = LLM_ROLE_ASSISTANT, .tool_calls = &call, .tool_call_count = 1},
+        {.role = LLM_ROLE_TOOL, .content = "Echo: hi", .tool_call_id = asked.call_id,
+         .tool_name = asked.call_name},
+    };
+    req.messages = turn;
+    req.message_count = 4;
+    outcome answered = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &answered, NULL));
+    run_until(&f, &answered.calls, 1, 3000);
+    assert_int_equal(answered.code, 0);
+    assert_string_equal(answered.text, "hello there");
+    assert_int_equal(answered.tool_calls, 0);
+    const char *sent = f.srv.last_request;
+    assert_non_null(strstr(sent, "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":"
+                                 "\"call_echo_1\",\"type\":\"function\",\"function\":{\"name\":"
+                                 "\"everything__echo\",\"arguments\":\"{\\\"message\\\":"
+                                 "\\\"hi\\\"}\"}}]}"));
+    assert_non_null(strstr(sent, "{\"role\":\"tool\",\"tool_call_id\":\"call_echo_1\","
+                                 "\"content\":\"Echo: hi\"}"));
+    json_decref(schema);
+    fixture_stop(&f);
+}
+
+static void test_refused_tool_requests(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, NULL, 0, "2s", "0", "1");
+    json_t *list = json_array();
+    llm_tool good = {.name = "echo"};
+    llm_tool dotted = {.name = "files.read"};
+    llm_tool listed = {.name = "x", .input_schema = list};
+    llm_tool latin1 = {.name = "x", .description = "caf\xe9"};
+    llm_tool twice[] = {{.name = "a"}, {.name = "a"}};
+    llm_tool_call no_id = {.name = "echo"};
+    llm_tool_call bad_args = {.id = "c", .name = "echo", .arguments = list};
+    llm_message tool_without_id[] = {{.role = LLM_ROLE_USER, .content = "x"},
+                                     {.role = LLM_ROLE_TOOL, .content = "r"}};
+    llm_message call_without_id[] = {
+        {.role = LLM_ROLE_ASSISTANT, .tool_calls = &no_id, .tool_call_count = 1}};
+    llm_message call_bad_args[] = {
+        {.role = LLM_ROLE_ASSISTANT, .tool_calls = &bad_args, .tool_call_count = 1}};
+    llm_message user_with_calls[] = {
+        {.role = LLM_ROLE_USER, .content = "x", .tool_calls = &bad_args, .tool_call_count = 1}};
+    llm_message empty_assistant[] = {{.role = LLM_ROLE_ASSISTANT}};
+    llm_request bad[] = {
+        {.provider = "local", .messages = hello, .message_count = 2, .tools = &dotted,
+         .tool_count = 1},
+        {.provider = "local", .messages = hello, .message_count = 2, .tools = &listed,
+         .tool_count = 1},
+        {.provider = "local", .messages = hello, .message_count = 2, .tools = &latin1,
+         .tool_count = 1},
+        {.provider = "local", .messages = hello, .message_count = 2, .tools = twice,
+         .tool_count = 2},
+        {.provider = "local", .messages = hello, .message_count = 2, .tools = NULL,
+         .tool_count = 1},
+        {.provider = "local", .messages = hello, .message_count = 2, .tools = &good,
+         .tool_count = 257},
+        {.provider = "local", .messages = tool_without_id, .message_count = 2},
+        {.provider = "local", .messages = call_without_id, .message_count = 1},
+        {.provider = "local", .messages = call_bad_args, .message_count = 1},
+        {.provider = "local", .messages = user_with_calls, .message_count = 1},
+        {.provider = "local", .messages = empty_assistant, .message_count = 1},
+    };
+    outcome o = {0};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cx_error err = {0};
+        if (llm_chat(f.client, &bad[i], on_done, &o, &err))
+            fail_msg("request %zu was accepted", i);
+        assert_int_equal(err.code, CX_EINVAL);
+    }
+    run_for(&f, 50);
+    assert_int_equal(o.calls, 0);
+    assert_int_equal(server_count(&f.srv, &f.srv.requests), 0);
+    json_decref(list);
+    fixture_stop(&f);
+}
+
+#define ANTHROPIC_ANSWER                                                                       \
+    "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-served\"," \
+    "\"content\":[{\"type\":\"text\",\"text\":\"Checking.\"},{\"type\":\"tool_use\",\"id\":"     \
+    "\"toolu_01\",\"name\":\"everything__echo\",\"input\":{\"message\":\"hi\"}}],"             \
+    "\"stop_reason\":\"tool_use\",\"usage\":{\"input_tokens\":20,\"output_tokens\":8}}"
+
+static json_t *make_claude(unsigned port, void *arg)
+{
+    (void)arg;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", port);
+    return json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s}}", "claude", "type", "anthropic",
+                     "base_url", url, "api_key", API_KEY, "model", "claude-test", "timeout", "2s",
+                     "retries", "1");
+}
+
+static void test_anthropic_wire(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        {.status = 529, .body = "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+                                "\"message\":\"Overloaded\"}}"},
+        {.body = ANTHROPIC_ANSWER},
+        {.status = 401, .body = "{\"type\":\"error\",\"error\":{\"type\":"
+                                "\"authentication_error\",\"message\":\"invalid x-api-key "
+                                API_KEY "\"}}"},
+    };
+    fixture f;
+    fixture_start_with(&f, steps, 3, make_claude, NULL);
+    llm_request req = {.provider = "claude", .messages = hello, .message_count = 2};
+    outcome o = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &o, NULL));
+    run_until(&f, &o.calls, 1, 4000);
+    if (o.code != 0)
+        fail_msg("%s: %s", o.reason, o.detail);
+    assert_int_equal(o.attempts, 2); /* 529 is retried */
+    assert_string_equal(o.provider, "claude");
+    assert_string_equal(o.text, "Checking.");
+    assert_string_equal(o.finish, "tool_calls");
+    assert_string_equal(o.model, "claude-served");
+    assert_int_equal(o.prompt, 20);
+    assert_int_equal(o.completion, 8);
+    assert_int_equal(o.tool_calls, 1);
+    assert_string_equal(o.call_id, "toolu_01");
+    assert_string_equal(o.call_message, "hi");
+    const char *sent = f.srv.last_request;
+    assert_non_null(strstr(sent, "POST /v1/messages HTTP/1.1\r\n"));
+    assert_non_null(strcasestr(sent, "\r\nx-api-key: " API_KEY "\r\n"));
+    assert_non_null(strcasestr(sent, "\r\nanthropic-version: 2023-06-01\r\n"));
+    assert_null(strcasestr(sent, "\r\nAuthorization:"));
+    assert_non_null(strstr(sent, "\"model\":\"claude-test\",\"max_tokens\":1024"));
+    assert_non_null(strstr(sent, "\"system\":\"You are terse.\""));
+    assert_non_null(strstr(sent, "\"messages\":[{\"role\":\"user\",\"content\":\"Say hello\"}]"));
+
+    /* Refused: Anthropic's error type and message, the key redacted. */
+    outcome denied = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &denied, NULL));
+    run_until(&f, &denied.calls, 1, 3000);
+    assert_string_equal(denied.reason, LLM_REASON_PROVIDER_ERROR);
+    assert_int_equal(denied.status, 401);
+    if (!strstr(denied.detail, "HTTP 401 from claude: \"authentication_error: invalid "
+                               "x-api-key ***\""))
+        fail_msg("detail: %s", denied.detail);
+    json_t *s = stats_named(&f, "claude");
+    assert_string_equal(json_string_value(json_object_get(s, "type")), "anthropic");
+    assert_int_equal(stat_of(s, "retries"), 1);
+    assert_int_equal(stat_of(s, "prompt_tokens"), 20);
+    json_decref(s);
+    fixture_stop(&f);
+}
+
+#define OLLAMA_ANSWER                                                                          \
+    "{\"model\":\"llama-served\",\"created_at\":\"2026-01-01T00:00:00Z\",\"message\":{\"role\":" \
+    "\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":"                   \
+    "\"everything__echo\",\"arguments\":{\"message\":\"hi\"}}}]},\"done\":true,"              \
+    "\"done_reason\":\"stop\",\"prompt_eval_count\":30,\"eval_count\":6}"
+
+static json_t *make_ollama(unsigned port, void *arg)
+{
+    (void)arg;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/", port);
+    return json_pack("{s:{s:s, s:s, s:s, s:s}}", "llama", "type", "ollama", "base_url", url,
+                     "model", "llama3.1", "retries", "0");
+}
+
+static void test_ollama_wire(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        {.body = OLLAMA_ANSWER},
+        {.status = 404, .body = "{\"error\":\"model \\\"llama3.1\\\" not found, try pulling it "
+                                "first\"}"},
+    };
+    fixture f;
+    fixture_start_with(&f, steps, 2, make_ollama, NULL);
+    llm_request req = {.provider = "llama", .messages = hello, .message_count = 2,
+                       .temperature_set = true, .temperature = 0.25, .max_tokens = 50};
+    outcome o = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &o, NULL));
+    run_until(&f, &o.calls, 1, 3000);
+    if (o.code != 0)
+        fail_msg("%s: %s", o.reason, o.detail);
+    assert_string_equal(o.provider, "llama");
+    assert_true(o.text_null);
+    assert_string_equal(o.finish, "tool_calls");
+    assert_int_equal(o.prompt, 30);
+    assert_int_equal(o.completion, 6);
+    assert_int_equal(o.tool_calls, 1);
+    assert_true(strncmp(o.call_id, "call_", 5) == 0); /* Ollama gives none: made here */
+    assert_string_equal(o.call_args, "{\"message\":\"hi\"}");
+    const char *sent = f.srv.last_request;
+    assert_non_null(strstr(sent, "POST /api/chat HTTP/1.1\r\n"));
+    assert_null(strcasestr(sent, "\r\nAuthorization:"));
+    assert_non_null(strstr(sent, "\"model\":\"llama3.1\""));
+    assert_non_null(strstr(sent, "\"stream\":false"));
+    assert_non_null(strstr(sent, "\"options\":{\"temperature\":0.25,\"num_predict\":50}"));
+
+    outcome missing = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &missing, NULL));
+    run_until(&f, &missing.calls, 1, 3000);
+    assert_string_equal(missing.reason, LLM_REASON_PROVIDER_ERROR);
+    assert_non_null(strstr(missing.detail, "HTTP 404 from llama: \"model \\\"llama3.1\\\" not "
+                                           "found"));
+    assert_non_null(strstr(missing.detail, "check base_url and the model name"));
+    fixture_stop(&f);
+}
+
+/* Two providers: `first` (OpenAI, on the fixture's server) falls back to
+ * `second` (on another server, of the type given), then maybe `third`. */
+typedef struct pair {
+    unsigned second_port, third_port;
+    const char *second_type;
+    const char *first_timeout;
+} pair;
+
+static json_t *make_pair(unsigned port, void *arg)
+{
+    const pair *pr = arg;
+    char first[64], second[64], third[64];
+    snprintf(first, sizeof first, "http://127.0.0.1:%u/v1", port);
+    bool openai = strcmp(pr->second_type, "openai") == 0;
+    snprintf(second, sizeof second, "http://127.0.0.1:%u%s", pr->second_port, openai ? "/v1" : "");
+    snprintf(third, sizeof third, "http://127.0.0.1:%u/v1", pr->third_port);
+    json_t *cfg = json_pack(
+        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:[s]}, s:{s:s, s:s, s:s, s:s, s:s, s:s}}", "first",
+        "type", "openai", "base_url", first, "api_key", API_KEY, "model", "first-model",
+        "timeout", pr->first_timeout ? pr->first_timeout : "2s", "retries", "0", "fallback",
+        "second", "second", "type", pr->second_type, "base_url", second, "api_key",
+        "sk-second-key-0123456789", "model", "second-model", "timeout", "2s", "retries", "0");
+    if (pr->third_port) {
+        json_object_set_new(json_object_get(cfg, "second"), "fallback", json_pack("[s]", "third"));
+        json_object_set_new(cfg, "third", json_pack("{s:s, s:s, s:s, s:s}", "type", "openai",
+                                                    "base_url", third, "model", "third-model",
+                                                    "retries", "0"));
+    }
+    return cfg;
+}
+
+static unsigned closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof addr;
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &alen), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+static void test_fallback_answers(void **state)
+{
+    (void)state;
+    static const step down[] = {{.status = 500, .body = "{\"error\":{\"message\":\"down\"}}"}};
+    static const step claude[] = {{.body = ANTHROPIC_ANSWER}};
+    server other;
+    server_start(&other, claude, 1);
+    pair pr = {.second_port = other.port, .second_type = "anthropic"};
+    fixture f;
+    fixture_start_with(&f, down, 1, make_pair, &pr);
+    /* The agent's model is the first provider's; the fallback uses its own. */
+    llm_request req = {.provider = "first", .model = "agent-model", .messages = hello,
+                       .message_count = 2, .deadline_ms = now_ms() + 5000};
+    outcome o = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &o, NULL));
+    run_until(&f, &o.calls, 1, 4000);
+    assert_int_equal(o.calls, 1);
+    if (o.code != 0)
+        fail_msg("%s: %s", o.reason, o.detail);
+    assert_string_equal(o.provider, "second");
+    assert_string_equal(o.text, "Checking.");
+    assert_int_equal(o.attempts, 2);
+    assert_int_equal(o.status, 200);
+    assert_non_null(strstr(f.srv.last_request, "\"model\":\"agent-model\""));
+    assert_non_null(strstr(other.last_request, "POST /v1/messages HTTP/1.1\r\n"));
+    assert_non_null(strstr(other.last_request, "\"model\":\"second-model\""));
+    assert_non_null(strcasestr(other.last_request, "\r\nx-api-key: sk-second-key-0123456789"));
+    assert_null(strstr(other.last_request, API_KEY)); /* each provider gets its own key */
+    json_t *s = stats_named(&f, "first");
+    assert_int_equal(stat_of(s, "requests"), 1);
+    assert_int_equal(stat_of(s, "errors"), 1);
+    assert_int_equal(stat_of(s, "fallbacks"), 1);
+    assert_int_equal(stat_of(s, "in_flight"), 0);
+    assert_non_null(strstr(json_string_value(json_object_get(s, "last_error")),
+                           "provider-error: HTTP 500 from first: \"down\""));
+    json_decref(s);
+    s = stats_named(&f, "second");
+    assert_int_equal(stat_of(s, "requests"), 1);
+    assert_int_equal(stat_of(s, "errors"), 0);
+    assert_int_equal(stat_of(s, "fallbacks"), 0);
+    assert_int_equal(stat_of(s, "prompt_tokens"), 20);
+    json_decref(s);
+    fixture_stop(&f);
+    server_stop(&other);
+}
+
+static void test_fallback_all_down(void **state)
+{
+    (void)state;
+    static const step down[] = {{.status = 503}, {.status = 502}};
+    static const step also_down[] = {{.status = 500}};
+    /* first -> second (nothing listens) */
+    pair pr = {.second_port = closed_port(), .second_type = "openai"};
+    fixture f;
+    fixture_start_with(&f, down, 2, make_pair, &pr);
+    llm_request req = {.provider = "first", .messages = hello, .message_count = 2};
+    outcome o = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &o, NULL));
+    run_until(&f, &o.calls, 1, 4000);
+    assert_int_equal(o.calls, 1);
+    assert_string_equal(o.reason, LLM_REASON_UNREACHABLE); /* the last one's reason */
+    assert_int_equal(o.code, CX_ECONNECT);
+    assert_string_equal(o.provider, "second");
+    assert_int_equal(o.attempts, 2);
+    assert_int_equal(o.status, 0);
+    if (!strstr(o.detail, "cannot reach second") ||
+        !strstr(o.detail, "(after fallback from first: provider-error)"))
+        fail_msg("detail: %s", o.detail);
+    json_t *s = stats_named(&f, "second");
+    assert_int_equal(stat_of(s, "errors"), 1);
+    assert_int_equal(stat_of(s, "fallbacks"), 0);
+    json_decref(s);
+    fixture_stop(&f);
+
+    /* first -> second -> third: followed through, in order. */
+    server other, third;
+    server_start(&other, also_down, 1);
+    server_start(&third, NULL, 0);
+    pr = (pair){.second_port = other.port, .second_type = "openai", .third_port = third.port};
+    fixture_start_with(&f, down, 2, make_pair, &pr);
+    outcome chained = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &chained, NULL));
+    run_until(&f, &chained.calls, 1, 4000);
+    if (chained.code != 0)
+        fail_msg("%s: %s", chained.reason, chained.detail);
+    assert_string_equal(chained.provider, "third");
+    assert_int_equal(chained.attempts, 3);
+    assert_non_null(strstr(third.last_request, "\"model\":\"third-model\""));
+    s = stats_named(&f, "second");
+    assert_int_equal(stat_of(s, "fallbacks"), 1);
+    json_decref(s);
+    fixture_stop(&f);
+    server_stop(&other);
+    server_stop(&third);
+}
+
+static void test_no_fallback(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        {.status = 401, .body = "{\"error\":{\"message\":\"bad key\"}}"},
+        {.status = 400, .body = "{\"error\":{\"message\":\"bad request\"}}"},
+        {.body = "not json"},
+        {.body = "{\"choices\":[]}"},
+        {.delay_ms = 2000},
+    };
+    server other;
+    server_start(&other, NULL, 0);
+    pair pr = {.second_port = other.port, .second_type = "openai"};
+    fixture f;
+    fixture_start_with(&f, steps, 5, make_pair, &pr);
+    static const char *const reasons[] = {LLM_REASON_PROVIDER_ERROR, LLM_REASON_PROVIDER_ERROR,
+                                          LLM_REASON_MALFORMED, LLM_REASON_EMPTY,
+                                          LLM_REASON_TIMEOUT};
+    for (int i = 0; i < 5; i++) {
+        /* the last one runs into the caller's deadline, not the provider's timeout */
+        llm_request req = {.provider = "first", .messages = hello, .message_count = 2,
+                           .deadline_ms = i == 4 ? now_ms() + 300 : 0};
+        outcome o = {0};
+        assert_non_null(llm_chat(f.client, &req, on_done, &o, NULL));
+        run_until(&f, &o.calls, 1, 3000);
+        assert_int_equal(o.calls, 1);
+        assert_string_equal(o.reason, reasons[i]);
+        assert_string_equal(o.provider, "first");
+        assert_int_equal(o.attempts, 1);
+        assert_null(strstr(o.detail, "fallback"));
+    }
+    assert_int_equal(server_count(&other, &other.requests), 0);
+    json_t *s = stats_named(&f, "first");
+    assert_int_equal(stat_of(s, "fallbacks"), 0);
+    assert_int_equal(stat_of(s, "errors"), 5);
+    json_decref(s);
+    fixture_stop(&f);
+    server_stop(&other);
+}
+
+static void test_fallback_on_rate_limit_and_timeout(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        {.status = 429, .headers = "Retry-After: 30\r\n"},
+        {.delay_ms = 3000},
+    };
+    server other;
+    server_start(&other, NULL, 0);
+    pair pr = {.second_port = other.port, .second_type = "openai", .first_timeout = "1s"};
+    fixture f;
+    fixture_start_with(&f, steps, 2, make_pair, &pr);
+    /* Told to come back after the deadline: the fallback answers now. */
+    llm_request req = {.provider = "first", .messages = hello, .message_count = 2,
+                       .deadline_ms = now_ms() + 5000};
+    outcome limited = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &limited, NULL));
+    run_until(&f, &limited.calls, 1, 3000);
+    if (limited.code != 0)
+        fail_msg("%s: %s", limited.reason, limited.detail);
+    assert_string_equal(limited.provider, "second");
+    assert_true(limited.elapsed < 1000);
+    /* The first provider's own timeout (not the caller's deadline). */
+    outcome slow = {0};
+    req.deadline_ms = now_ms() + 5000;
+    assert_non_null(llm_chat(f.client, &req, on_done, &slow, NULL));
+    run_until(&f, &slow.calls, 1, 4000);
+    if (slow.code != 0)
+        fail_msg("%s: %s", slow.reason, slow.detail);
+    assert_string_equal(slow.provider, "second");
+    assert_true(slow.elapsed >= 950 && slow.elapsed < 2500);
+    json_t *s = stats_named(&f, "first");
+    assert_int_equal(stat_of(s, "fallbacks"), 2);
+    assert_non_null(strstr(json_string_value(json_object_get(s, "last_error")),
+                           "timeout: no answer from first within 1000 ms"));
+    json_decref(s);
+    assert_int_equal(server_count(&other, &other.requests), 2);
+    fixture_stop(&f);
+    server_stop(&other);
+}
+
+static void test_fallback_cancel_and_close(void **state)
+{
+    (void)state;
+    static const step steps[] = {{.status = 500}, {.status = 500}};
+    static const step slow[] = {{.delay_ms = 1500}, {.delay_ms = 1500}};
+    server other;
+    server_start(&other, slow, 2);
+    pair pr = {.second_port = other.port, .second_type = "openai"};
+    fixture f;
+    fixture_start_with(&f, steps, 2, make_pair, &pr);
+    llm_request req = {.provider = "first", .messages = hello, .message_count = 2};
+    outcome cancelled = {0};
+    llm_call *call = llm_chat(f.client, &req, on_done, &cancelled, NULL);
+    assert_non_null(call);
+    uint64_t end = now_ms() + 2000;
+    while (server_count(&other, &other.requests) < 1 && now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    json_t *s = stats_named(&f, "second");
+    assert_int_equal(stat_of(s, "in_flight"), 1);
+    json_decref(s);
+    llm_call_cancel(call); /* on the fallback's wire */
+    s = stats_named(&f, "second");
+    assert_int_equal(stat_of(s, "in_flight"), 0);
+    json_decref(s);
+    /* One on the fallback when the client closes: shutting-down, once. */
+    outcome closed = {0};
+    assert_non_null(llm_chat(f.client, &req, on_done, &closed, NULL));
+    end = now_ms() + 2000;
+    while (server_count(&other, &other.requests) < 2 && now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    llm_client_close(f.client);
+    f.client = NULL;
+    run_until(&f, &closed.calls, 1, 1000);
+    assert_int_equal(closed.calls, 1);
+    assert_string_equal(closed.reason, LLM_REASON_SHUTDOWN);
+    assert_string_equal(closed.provider, "second");
+    run_for(&f, 100);
+    assert_int_equal(cancelled.calls, 0);
+    assert_int_equal(closed.calls, 1);
+    fixture_stop(&f);
+    server_stop(&other);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -961,6 +1517,15 @@ int main(void)
         cmocka_unit_test(test_reentrant_callback),
         cmocka_unit_test(test_refused_at_the_door),
         cmocka_unit_test(test_reconfigure_keeps_calls),
+        cmocka_unit_test(test_tool_call_round_trip),
+        cmocka_unit_test(test_refused_tool_requests),
+        cmocka_unit_test(test_anthropic_wire),
+        cmocka_unit_test(test_ollama_wire),
+        cmocka_unit_test(test_fallback_answers),
+        cmocka_unit_test(test_fallback_all_down),
+        cmocka_unit_test(test_no_fallback),
+        cmocka_unit_test(test_fallback_on_rate_limit_and_timeout),
+        cmocka_unit_test(test_fallback_cancel_and_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,6 +82,14 @@ fuzz-parsers: deps-test
 bench: deps-bench build
 	bench/run.sh $(BUILD)/caxton
 	/usr/bin/python3 bench/agents_bench.py $(BUILD)/caxton
+	@if command -v npm >/dev/null 2>&1; then tests/mcp/install.sh; fi
+	@if [ -d tests/mcp/node_modules ]; then \
+	  echo "/usr/bin/python3 bench/tools_bench.py $(BUILD)/caxton"; \
+	  /usr/bin/python3 bench/tools_bench.py $(BUILD)/caxton; \
+	else \
+	  echo "bench: skipping bench/tools_bench.py: tests/mcp/node_modules is missing" \
+	       "(run scripts/deps.sh test, then tests/mcp/install.sh)"; \
+	fi
 
 # WebAssembly engine: the same C programs natively, in Caxton and in wabt.
 bench-wasm: deps-bench build

@@ -216,7 +216,7 @@ static void prepare_tools(run_state *run, mcp_hub *hub)
             }
         }
     }
-    run->offer_tools = run->tool_count > 0;
+    run->offer_tools = run->tool_count > 0 && def->limits_max_tool_calls > 0;
 }
 
 /* ---- rounds ------------------------------------------------------------------------------------ */
@@ -230,8 +230,10 @@ static void add_tool_result(run_state *run, const char *call_id, const char *llm
     if (!m)
         return;
     char *copy = str_dup(text ? text : "");
-    if (copy && strlen(copy) > TOOL_TEXT_MAX)
+    if (copy && strlen(copy) > TOOL_TEXT_MAX) {
         copy[TOOL_TEXT_MAX] = '\0';
+        text_make_utf8(copy); /* the cut may split a character */
+    }
     m->role = LLM_ROLE_TOOL;
     m->content = own(run, copy);
     m->tool_call_id = own_str(run, call_id);
@@ -446,6 +448,7 @@ static bool start_tool(run_state *run, pending_tool *pt, const llm_tool_call *ca
         char text[300];
         snprintf(text, sizeof text, "tool '%.100s' is not available to this agent; use only the "
                  "tools you were given", call->name);
+        text_make_utf8(text);
         add_tool_result(run, pt->call_id, pt->llm_name, text, true);
         return false;
     }
@@ -458,6 +461,8 @@ static bool start_tool(run_state *run, pending_tool *pt, const llm_tool_call *ca
         return false;
     }
     run->calls_used++;
+    if (run->calls_used >= run->def->limits_max_tool_calls)
+        run->offer_tools = false; /* that was the last one: the next round must answer */
     if (!call->arguments) {
         add_tool_result(run, pt->call_id, pt->llm_name,
                         "the arguments are not a JSON object; call the tool again with valid "
@@ -491,9 +496,16 @@ static bool start_tool(run_state *run, pending_tool *pt, const llm_tool_call *ca
     mcp_hub *hub = ag->reg->a->tools;
     cx_error err;
     uint64_t left = time_left(run);
-    pt->mcp = hub ? mcp_hub_call(hub, real, call->arguments,
-                                 left < MCP_DEFAULT_TIMEOUT_MS ? left : 0, on_mcp_done, pt, &err)
-                  : NULL;
+    if (left == 0) {
+        add_tool_result(run, pt->call_id, pt->llm_name,
+                        "no time is left for this message (limits.max_execution_time or "
+                        "reply_by); answer with what you have",
+                        true);
+        record_tool(run, real, false, 0);
+        return false;
+    }
+    /* bounded by the message's deadline and by the server's own timeout */
+    pt->mcp = hub ? mcp_hub_call(hub, real, call->arguments, left, on_mcp_done, pt, &err) : NULL;
     if (!pt->mcp) {
         char text[900];
         snprintf(text, sizeof text, "the tool %s cannot be called now: %s", real,
@@ -613,8 +625,11 @@ static void llm_round(run_state *run)
         .message_count = run->count,
         .deadline_ms = run->deadline_ms,
         .agent = ag->name,
-        .tools = run->offer_tools ? run->tools : NULL,
-        .tool_count = run->offer_tools ? run->tool_count : 0,
+        /* once tools were used, they stay described (the history refers to
+         * them) even when no more calls are allowed */
+        .tools = run->offer_tools || run->pending_count > 0 ? run->tools : NULL,
+        .tool_count = run->offer_tools || run->pending_count > 0 ? run->tool_count : 0,
+        .tools_none = !run->offer_tools && run->pending_count > 0,
     };
     cx_error err;
     run->call = llm_chat(ag->reg->a->llm, &req, on_llm_done, run, &err);

@@ -187,24 +187,58 @@ void api_tools_reconnect(http_request *req, http_response *res)
 
 typedef struct test_ctx {
     http_pending *pending;
-    json_t *tools; /* the agent's allow-list, or NULL */
+    json_t *tools;   /* the agent's allow-list, or NULL */
+    json_t *servers; /* the agent's servers (the report keeps only these), or NULL */
 } test_ctx;
 
+/* Every tool of an allow-list reachable (memory tools, not built yet, aside). */
+static bool tools_reachable(const json_t *tools)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(tools, i, v) {
+        if (!json_is_true(json_object_get(v, "reachable")) &&
+            strcmp(json_string_value(json_object_get(v, "kind")) ?: "", "memory") != 0)
+            return false;
+    }
+    return true;
+}
+
+static bool listed(const json_t *names, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v) {
+        if (name && strcmp(json_string_value(v), name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The report, kept to the agent's servers; ok when every one answered and,
+ * for an agent, every tool of its allow-list is reachable. */
 static void on_tested(json_t *report, void *arg)
 {
     test_ctx *c = arg;
     http_response *res = http_pending_response(c->pending);
-    json_t *doc = json_incref(report);
-    if (c->tools)
-        json_object_set_new(doc, "tools", c->tools);
+    json_t *servers = json_array();
     bool ok = true;
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(doc, "servers"), i, v) {
+    json_array_foreach(json_object_get(report, "servers"), i, v) {
+        if (c->servers && !listed(c->servers, json_string_value(json_object_get(v, "name"))))
+            continue;
+        json_array_append(servers, v);
         if (!json_is_true(json_object_get(v, "ok")))
             ok = false;
     }
+    json_t *doc = json_pack("{s:o}", "servers", servers);
+    if (c->tools) {
+        ok = ok && tools_reachable(c->tools);
+        json_object_set_new(doc, "tools", c->tools);
+    }
     json_object_set_new(doc, "ok", json_boolean(ok));
+    json_decref(c->servers);
     http_reply_json(res, 200, doc);
     http_pending_finish(c->pending);
     free(c);
@@ -230,32 +264,38 @@ void api_tools_test(http_request *req, http_response *res)
             free(c);
             return;
         }
-        if (json_array_size(servers) == 0) {
+        if (json_array_size(servers) == 0 || !hub) {
+            /* nothing to test: the verdict is the tools' reachability */
             json_decref(servers);
-            json_t *doc = json_pack("{s:o, s:o, s:b}", "servers", json_array(), "tools", c->tools,
-                                    "ok", 1);
+            json_t *doc = json_pack("{s:o, s:b}", "servers", json_array(), "ok",
+                                    tools_reachable(c->tools));
+            json_object_set_new(doc, "tools", c->tools);
             free(c);
             http_reply_json(res, 200, doc);
             return;
         }
     }
     if (!hub) {
-        json_decref(servers);
-        json_decref(c->tools);
         free(c);
-        http_reply_json(res, 200, json_pack("{s:o, s:b}", "servers", json_array(), "ok", 1));
+        if (server)
+            http_reply_error(res, req, 404, CX_ENOTFOUND, "TOOL_SERVER_NOT_FOUND",
+                             json_pack("{s:s}", "server", server),
+                             "no MCP servers are configured (tools.mcp_servers)");
+        else
+            http_reply_json(res, 200, json_pack("{s:o, s:b}", "servers", json_array(), "ok", 1));
         return;
     }
-    /* one server, all of them, or the agent's (tested one by one is not
-     * needed: the hub tests every server when given NULL, and an agent's
-     * servers are usually one or two, so test all and keep the agent's) */
+    /* one server, the agent's (all are tested, the report keeps its own), or all */
     const char *only = server ? server
                               : (json_array_size(servers) == 1
                                      ? json_string_value(json_array_get(servers, 0))
                                      : NULL);
+    c->servers = agent_name ? servers : NULL;
+    if (!agent_name)
+        json_decref(servers);
     cx_error err;
     if (mcp_hub_test(hub, only, TEST_TIMEOUT_MS, on_tested, c, &err) < 0) {
-        json_decref(servers);
+        json_decref(c->servers);
         json_decref(c->tools);
         free(c);
         http_reply_error(res, req, err.code == CX_ENOTFOUND ? 404 : 0, err.code,
@@ -263,6 +303,5 @@ void api_tools_test(http_request *req, http_response *res)
                          err.msg);
         return;
     }
-    json_decref(servers);
     c->pending = http_defer(req);
 }

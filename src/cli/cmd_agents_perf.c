@@ -59,8 +59,10 @@ static void probe(client *c, const char *name, uint64_t wait_ms, json_t *result)
     const json_t *content = json_object_get(reply, "content");
     char *text = json_is_string(content) ? str_dup(json_string_value(content))
                                          : json_dumps(content, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (text && strlen(text) > 120)
+    if (text && strlen(text) > 120) {
         strcpy(text + 117, "...");
+        text_make_utf8(text);
+    }
     json_object_set_new(result, "detail", json_string(text ? text : ""));
     free(text);
     client_response_free(&resp);

@@ -40,6 +40,7 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,6 +472,19 @@ static void transfer_stop(llm_call *call)
     call->easy = NULL;
 }
 
+/* Provider connections must not leak into the tool servers Caxton spawns:
+ * this libcurl does not open its sockets close-on-exec. Both run on the loop
+ * thread, so no spawn can slip in between. */
+static int on_socket_opened(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)arg;
+    (void)purpose;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0)
+        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    return CURL_SOCKOPT_OK;
+}
+
 static CURL *easy_new(llm_call *call, uint64_t timeout_ms)
 {
     CURL *e = curl_easy_init();
@@ -491,6 +505,7 @@ static CURL *easy_new(llm_call *call, uint64_t timeout_ms)
               curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_socket_opened) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_NOPROXY, NO_PROXY_HOSTS) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)LLM_MAX_RESPONSE) ==

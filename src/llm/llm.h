@@ -101,6 +101,11 @@ typedef struct llm_request {
     const char *agent;           /* for logs and usage accounting; may be NULL */
     const llm_tool *tools;       /* offered to the LLM; copied by llm_chat */
     size_t tool_count;
+    /* The LLM must answer without calling tools now (the tools are still
+     * described, as some providers require them while the history holds
+     * tool calls): tool_choice "none"; Ollama, which has no such choice, is
+     * sent no tools. */
+    bool tools_none;
 } llm_request;
 
 /* Why a call failed: stable short words, used as the `reason` of the

@@ -103,7 +103,7 @@ json_t *llm_ollama_request_json(const llm_request *req, const char *model)
     for (size_t i = 0; i < req->message_count; i++)
         if (json_array_append_new(messages, message_json(&req->messages[i])) != 0)
             goto fail;
-    if (req->tool_count > 0 &&
+    if (req->tool_count > 0 && !req->tools_none &&
         json_object_set_new(body, "tools", llm_openai_tools_json(req->tools, req->tool_count)) !=
             0)
         goto fail;

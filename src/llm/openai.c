@@ -114,6 +114,9 @@ json_t *llm_openai_request_json(const llm_request *req, const char *model)
         json_object_set_new(body, "tools", llm_openai_tools_json(req->tools, req->tool_count)) !=
             0)
         goto fail;
+    if (req->tool_count > 0 && req->tools_none &&
+        json_object_set_new(body, "tool_choice", json_string("none")) != 0)
+        goto fail;
     if (req->temperature_set &&
         json_object_set_new(body, "temperature", json_real(req->temperature)) != 0)
         goto fail;

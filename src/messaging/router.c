@@ -580,14 +580,18 @@ int router_wait_reply(router *r, const char *message_id, uint64_t timeout_ms, ro
     return 0;
 }
 
-static void notify_waiters(router *r, const char *message_id, const acl_message *reply)
+/* Returns how many waiters took the reply. */
+static size_t notify_waiters(router *r, const char *message_id, const acl_message *reply)
 {
+    size_t n = 0;
     waiter *w;
     while ((w = map_get(&r->waiters, message_id)) != NULL) {
         json_t *j = acl_message_to_json(reply);
         waiter_finish(r, w, j, 200);
         json_decref(j);
+        n++;
     }
+    return n;
 }
 
 /* ---- interactions ------------------------------------------------------------------------------- */
@@ -767,8 +771,10 @@ static void deliver_reply(router *r, const acl_message *orig, acl_message *reply
     if (record_message(r, reply, &err) < 0)
         log_error("router", "reply %s not stored: %s", reply->message_id, err.msg);
     r->stats.replied++;
-    notify_waiters(r, orig->message_id, reply);
-    if (str_has_prefix(reply->receiver, "external:"))
+    size_t taken = notify_waiters(r, orig->message_id, reply);
+    /* An agent that waits for this reply (send_message) has it now; a copy
+     * on its queue would only cost it a turn. */
+    if (str_has_prefix(reply->receiver, "external:") || taken > 0)
         return;
     agent *to = registry_find(r->a->agents, reply->receiver);
     if (!to)

@@ -554,9 +554,15 @@ static void stop(server *s)
 {
     if (s->app.loop)
         finish_shutdown(s);
-    /* Let the answers just given to resumed connections go out (bounded). */
-    for (int i = 0; i < 200 && s->http && http_in_flight(s->http) > 0; i++)
+    /* Let the answers just given to resumed connections go out (bounded).
+     * The loop turns meanwhile: parts that finish a deferred answer on a
+     * later turn (a tool connectivity test at shutdown) get to do it before
+     * the HTTP server stops, which must find no connection suspended. */
+    for (int i = 0; i < 200 && s->http && http_in_flight(s->http) > 0; i++) {
+        if (s->app.loop)
+            uv_run(&s->loop, UV_RUN_NOWAIT);
         usleep(10000);
+    }
     http_stop(s->http);
     s->http = NULL;
     if (s->app.loop) {

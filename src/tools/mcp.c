@@ -948,7 +948,11 @@ static void server_on_line(void *owner, const char *line, size_t len)
 {
     server *srv = owner;
     json_error_t jerr;
-    json_t *msg = json_loadb(line, len, 0, &jerr);
+    /* \u0000 in strings and integers past 64 bits are valid JSON: accept them
+     * (the second as reals) rather than lose the call they answer */
+    json_t *msg = json_loadb(line, len, JSON_ALLOW_NUL, &jerr);
+    if (!msg)
+        msg = json_loadb(line, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
     const json_t *version = json_object_get(msg, "jsonrpc");
     if (!msg)
         server_garbage(srv, line, len, "not JSON");
@@ -1308,7 +1312,9 @@ mcp_call *mcp_hub_call(mcp_hub *h, const char *full_name, const json_t *argument
     }
     srv->calls_total++;
     call_attach(call, srv);
-    uint64_t limit = timeout_ms ? timeout_ms : srv->cfg->timeout_ms;
+    /* the caller's bound (a message's deadline) never raises the operator's */
+    uint64_t limit = timeout_ms && timeout_ms < srv->cfg->timeout_ms ? timeout_ms
+                                                                      : srv->cfg->timeout_ms;
     uv_timer_start(&call->timer, on_call_timeout,
                    limit < CALL_TIMEOUT_MAX_MS ? limit : CALL_TIMEOUT_MAX_MS, 0);
     if (srv->state == SERVER_READY)

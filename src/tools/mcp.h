@@ -100,7 +100,8 @@ bool mcp_hub_has_server(const mcp_hub *h, const char *server);
  * hub or callback, the hub closing, arguments not an object or too large.
  * An unknown tool or a server that is down is answered through the callback
  * (MCP_REASON_UNKNOWN_TOOL, MCP_REASON_NOT_CONNECTED); a call to a server
- * still starting waits for it. timeout_ms 0: the server's timeout. */
+ * still starting waits for it. The call's timeout is the smaller of
+ * timeout_ms and the server's `timeout` (timeout_ms 0: the server's). */
 mcp_call *mcp_hub_call(mcp_hub *h, const char *full_name, const json_t *arguments,
                        uint64_t timeout_ms, mcp_done_fn done, void *arg, cx_error *err);
 /* Stops waiting for a call (the server is told with notifications/cancelled);

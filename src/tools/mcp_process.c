@@ -2,7 +2,8 @@
  * and the line framing of newline-delimited JSON-RPC.
  *
  * The child is spawned with uv_spawn (argv[0] looked up through PATH, the
- * environment being Caxton's plus the server's `env`) in a session of its
+ * environment being a few of Caxton's variables (PATH, HOME, LANG, ...) plus
+ * the server's `env`) in a session of its
  * own, so stopping it reaches wrappers such as npx and what they start:
  * SIGTERM to the process group, SIGKILL after MCP_KILL_GRACE_MS. Its stdout
  * is cut into lines no longer than max_result + MCP_LINE_SLACK bytes (a
@@ -106,12 +107,15 @@ static void child_close_all(mcp_child *c)
     handle_close(&c->proc);
 }
 
+/* The child leads its own process group (UV_PROCESS_DETACHED): the signal
+ * goes to the whole group, so what a wrapper such as npx started stops too,
+ * even after the leader itself has exited (a group id is not reused while
+ * any member lives). */
 static void child_signal(mcp_child *c, int sig)
 {
-    if (c->exited || c->pid <= 0)
+    if (c->pid <= 0)
         return;
-    /* The child leads its own process group (UV_PROCESS_DETACHED). */
-    if (kill(-c->pid, sig) != 0)
+    if (kill(-c->pid, sig) != 0 && !c->exited)
         uv_process_kill(&c->proc, sig);
 }
 
@@ -137,6 +141,8 @@ void mcp_child_stop(mcp_child *c)
     handle_close(&c->in); /* EOF on its stdin: the polite way to ask it to stop */
     handle_close(&c->out);
     if (c->exited) {
+        /* the leader is gone; what it left in its group must not outlive it */
+        child_signal(c, SIGKILL);
         child_close_all(c);
         return;
     }
@@ -375,8 +381,24 @@ int mcp_child_pid(const mcp_child *c) { return c ? c->pid : 0; }
 
 /* ---- Starting -------------------------------------------------------------------------------- */
 
-/* Caxton's environment without the names the server sets, then the
- * server's own: a NULL-terminated array of borrowed strings (free() it). */
+/* What a tool server inherits from Caxton's environment: enough to find
+ * programs and behave normally, nothing more. Secrets such as the
+ * providers' API keys (often ${OPENAI_API_KEY} in the config) stay with
+ * Caxton; a server that needs a variable gets it through its `env`. */
+static bool inherited(const char *entry)
+{
+    static const char *const names[] = {"PATH=", "HOME=", "USER=", "LOGNAME=", "LANG=",
+                                        "LANGUAGE=", "TZ=", "TMPDIR=", "SHELL=", "TERM=",
+                                        "NODE_PATH=", "NODE_EXTRA_CA_CERTS="};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strncmp(entry, names[i], strlen(names[i])) == 0)
+            return true;
+    return strncmp(entry, "LC_", 3) == 0;
+}
+
+/* The inherited part of Caxton's environment without the names the server
+ * sets, then the server's own: a NULL-terminated array of borrowed strings
+ * (free() it). */
 static char **environment_for(const mcp_server_config *cfg)
 {
     size_t own = 0, extra = 0;
@@ -389,6 +411,8 @@ static char **environment_for(const mcp_server_config *cfg)
         return NULL;
     size_t n = 0;
     for (size_t i = 0; i < own; i++) {
+        if (!inherited(environ[i]))
+            continue;
         const char *eq = strchr(environ[i], '=');
         bool replaced = false;
         for (size_t j = 0; eq && j < extra && !replaced; j++)

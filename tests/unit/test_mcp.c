@@ -488,7 +488,10 @@ static void test_env_and_cwd(void **state)
     wait_state(&loop, h, "s", "ready", 0, WAIT_MS);
     expect_text(&loop, h, "s.env", "{\"name\":\"CAXTON_MCP_ADDED\"}", "42");
     expect_text(&loop, h, "s.env", "{\"name\":\"CAXTON_MCP_REPLACED\"}", "new");
-    expect_text(&loop, h, "s.env", "{\"name\":\"CAXTON_MCP_INHERITED\"}", "from caxton");
+    /* only a few variables are inherited (PATH, HOME, LANG, ...), never
+     * others such as the providers' API keys */
+    expect_text(&loop, h, "s.env", "{\"name\":\"CAXTON_MCP_INHERITED\"}", "(unset)");
+    expect_text(&loop, h, "s.env", "{\"name\":\"PATH\"}", "/");
     expect_text(&loop, h, "s.cwd", "{}", resolved);
     hub_finish(&loop, h);
     assert_int_equal(uv_loop_close(&loop), 0);

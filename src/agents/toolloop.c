@@ -32,6 +32,7 @@ typedef struct pending_tool {
     struct run_state *run;
     char *call_id;
     char *llm_name;
+    const char *real_name; /* "files.read_file"; NULL until known */
     mcp_call *mcp;
     router_waiter *waiter;
     bool busy;
@@ -310,7 +311,8 @@ static void on_mcp_done(const mcp_result *res, void *arg)
     } else {
         add_tool_result(run, pt->call_id, pt->llm_name, text, res->is_error);
     }
-    record_tool(run, pt->llm_name, res->code == 0 && !res->is_error, res->elapsed_ms);
+    record_tool(run, pt->real_name ? pt->real_name : pt->llm_name,
+                res->code == 0 && !res->is_error, res->elapsed_ms);
     free(text);
     tool_finished(pt);
 }
@@ -439,10 +441,29 @@ static const char *real_name(const run_state *run, const char *llm_name)
     return NULL;
 }
 
+/* An allow-listed tool that was not offered (its server was down or had
+ * not listed it when the message started): the agent's name for it. */
+static const char *allowed_unoffered(const run_state *run, const char *llm_name)
+{
+    for (size_t i = 0; i < run->def->tool_count; i++) {
+        char *mapped = llm_name_of(run->def->tools[i]);
+        bool same = mapped && strcmp(mapped, llm_name) == 0;
+        free(mapped);
+        if (same)
+            return run->def->tools[i];
+    }
+    return NULL;
+}
+
 /* Starts one tool call; true when its result comes later. */
 static bool start_tool(run_state *run, pending_tool *pt, const llm_tool_call *call)
 {
+    /* an allow-listed MCP tool that was not offered (its server was down or
+     * had not listed it when the message started) is still tried: the hub
+     * answers with the reason, or runs it if the server is back */
     const char *real = real_name(run, call->name);
+    if (!real)
+        real = allowed_unoffered(run, call->name);
     if (!real) {
         violation(run, call->name, "not in the agent's tools");
         char text[300];
@@ -460,6 +481,7 @@ static bool start_tool(run_state *run, pending_tool *pt, const llm_tool_call *ca
                         true);
         return false;
     }
+    pt->real_name = real;
     run->calls_used++;
     if (run->calls_used >= run->def->limits_max_tool_calls)
         run->offer_tools = false; /* that was the last one: the next round must answer */

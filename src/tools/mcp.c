@@ -36,6 +36,7 @@
 
 #include "core/log.h"
 #include "core/map.h"
+#include "core/units.h"
 #include "core/util.h"
 #include "tools/mcp_internal.h"
 
@@ -86,6 +87,7 @@ struct mcp_call {
     json_t *arguments;
     uv_timer_t timer;
     uint64_t start_ms;
+    uint64_t limit_ms;    /* its timeout, as the operator would read it */
     mcp_done_fn done;
     void *arg;
     mcp_result result;
@@ -1217,9 +1219,10 @@ static void on_call_timeout(uv_timer_t *timer)
     mcp_call *call = timer->data;
     server *srv = call->srv;
     call_send_cancelled(call, "timed out");
+    char limit[32];
+    units_format_duration(call->limit_ms, limit, sizeof limit);
     call_finish(call, CX_ETIMEOUT, MCP_REASON_TIMEOUT, "MCP server '%s' did not answer the call "
-                "to '%s' within %llu ms%s", srv->cfg->name, call->tool,
-                (unsigned long long)(now_ms() - call->start_ms),
+                "to '%s' within %s%s", srv->cfg->name, call->tool, limit,
                 call->id ? "" : " (it was still starting)");
 }
 
@@ -1315,8 +1318,8 @@ mcp_call *mcp_hub_call(mcp_hub *h, const char *full_name, const json_t *argument
     /* the caller's bound (a message's deadline) never raises the operator's */
     uint64_t limit = timeout_ms && timeout_ms < srv->cfg->timeout_ms ? timeout_ms
                                                                       : srv->cfg->timeout_ms;
-    uv_timer_start(&call->timer, on_call_timeout,
-                   limit < CALL_TIMEOUT_MAX_MS ? limit : CALL_TIMEOUT_MAX_MS, 0);
+    call->limit_ms = limit < CALL_TIMEOUT_MAX_MS ? limit : CALL_TIMEOUT_MAX_MS;
+    uv_timer_start(&call->timer, on_call_timeout, call->limit_ms, 0);
     if (srv->state == SERVER_READY)
         call_send(call);
     else if (srv->state != SERVER_STARTING)

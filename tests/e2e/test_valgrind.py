@@ -6,6 +6,7 @@ Skipped when valgrind or the plain build is missing (make test builds it).
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -127,6 +128,70 @@ def test_agents_and_messages_under_valgrind(tmp_path):
             assert s.admin("DELETE", "/api/v1/agents/writer", timeout=30).status == 200
         finally:
             code = s.stop(timeout=60)
+    finally:
+        llm.stop()
+    report = valgrind_report(f"{tmp_path}/valgrind.log")
+    assert code == 0, f"exit {code}; valgrind says:\n{report}"
+    assert report.strip() == "", report
+
+
+TOOL_AGENT = """---
+name: tooler
+version: 1.0.0
+capabilities: [tooling]
+tools: [scripted.echo, scripted.die, send_message, reply]
+llm:
+  provider: openai
+  model: m
+limits:
+  max_execution_time: 20s
+---
+You use tools.
+"""
+
+
+def test_tool_calls_under_valgrind(tmp_path):
+    """The tool loop, an MCP server that answers and one that dies, a hallucinated tool."""
+    from llm_server import ScriptedLLM
+    llm = ScriptedLLM()
+    llm.start()
+    try:
+        script = os.path.join(ROOT, "tests", "mcp", "scripted_server.py")
+        config = (f"llm:\n  providers:\n    openai:\n      base_url: {llm.url}\n"
+                  f"      retries: 0\n      timeout: 5s\n"
+                  f"tools:\n  mcp_servers:\n    scripted:\n"
+                  f"      command: [python3, {script}]\n      timeout: 5s\n"
+                  f"      restart_backoff: 100ms\n")
+        s = ValgrindServer(tmp_path, config=config)
+        s.env = base_env()
+        agents = tmp_path / "data" / "agents"
+        agents.mkdir(parents=True)
+        (agents / "tooler.md").write_text(TOOL_AGENT)
+        s.start()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                r = s.admin("GET", "/api/v1/tools", timeout=30)
+                servers = r.json()["servers"] if r.status == 200 else []
+                if servers and servers[0]["state"] == "ready":
+                    break
+                time.sleep(0.2)
+            llm.script([
+                {"tool_calls": [{"name": "scripted__echo", "arguments": {"text": "hi"}},
+                                {"name": "invented__tool", "arguments": {}},
+                                {"name": "scripted__die", "arguments": {}}]},
+                {"tool_calls": [{"name": "reply", "arguments": {"performative": "inform",
+                                                                "content": "done"}}]},
+            ])
+            msg = {"performative": "request", "receiver": "tooler", "content": "work"}
+            r = s.admin("POST", "/api/v1/messages?wait=60s", body=msg, timeout=90)
+            assert r.status == 200, r
+            assert r.json()["reply"]["content"] == "done", r
+            assert s.admin("POST", "/api/v1/tools/test", body={"agent": "tooler"},
+                           timeout=90).status == 200
+            assert s.admin("POST", "/api/v1/tools/reconnect", body={}, timeout=30).status == 200
+        finally:
+            code = s.stop(timeout=90)
     finally:
         llm.stop()
     report = valgrind_report(f"{tmp_path}/valgrind.log")

@@ -25,8 +25,14 @@
  * is cut and made valid UTF-8. Servers' requests are answered: `ping` with
  * an empty result, anything else (sampling, roots) with "method not found".
  *
- * Connectivity tests reuse the same server code on a fresh child that is
- * never restarted and whose tools stay out of the hub's map. */
+ * A server with a `url` is reached over Streamable HTTP (mcp_http.c) instead
+ * of a child: the same messages, states and restarts, a new session at each
+ * start; the transport also reports a request it knows will get no response
+ * (an answer too large or without it), which fails that request alone.
+ *
+ * Connectivity tests reuse the same server code on a fresh child (or
+ * session) that is never restarted and whose tools stay out of the hub's
+ * map. */
 #include "tools/mcp.h"
 
 #include <stdarg.h>
@@ -103,6 +109,7 @@ struct server {
     server_state state;
     uv_timer_t timer;             /* startup deadline, backoff, or re-list deadline */
     mcp_child *child;
+    mcp_http *http;               /* instead of the child for a url server */
     uint64_t next_id;
     uint64_t init_id, list_id;    /* our requests in flight (0: none) */
     json_t *listing;              /* checked tools gathered from tools/list pages */
@@ -398,6 +405,10 @@ static int server_send(server *srv, json_t *msg, cx_error *err)
     if (!msg)
         return cx_error_set(err, CX_ENOMEM, "out of memory building a message for MCP server "
                             "'%s'", srv->cfg->name);
+    const json_t *id = json_object_get(msg, "id");
+    uint64_t request_id = json_object_get(msg, "method") && json_is_integer(id)
+                              ? (uint64_t)json_integer_value(id)
+                              : 0;
     char *text = json_dumps(msg, JSON_COMPACT); /* escapes newlines inside strings */
     json_decref(msg);
     if (!text)
@@ -405,9 +416,10 @@ static int server_send(server *srv, json_t *msg, cx_error *err)
                             "'%s'", srv->cfg->name);
     size_t len = strlen(text);
     text[len] = '\n'; /* replaces the NUL; the length says where it ends */
-    int rc = srv->child ? mcp_child_send(srv->child, text, len + 1, err)
-                        : cx_error_set(err, CX_EUNAVAIL, "MCP server '%s' is not connected",
-                                       srv->cfg->name);
+    int rc = srv->child  ? mcp_child_send(srv->child, text, len + 1, err)
+             : srv->http ? mcp_http_send(srv->http, text, len, request_id, err)
+                         : cx_error_set(err, CX_EUNAVAIL, "MCP server '%s' is not connected",
+                                        srv->cfg->name);
     free(text);
     return rc;
 }
@@ -441,9 +453,12 @@ static void server_notify(server *srv, const char *method, json_t *params)
 
 static void call_send_cancelled(mcp_call *call, const char *why)
 {
-    if (call->id && call->srv && call->srv->child)
-        server_notify(call->srv, "notifications/cancelled",
-                      json_pack("{s:I, s:s}", "requestId", (json_int_t)call->id, "reason", why));
+    server *srv = call->srv;
+    if (!call->id || !srv || (!srv->child && !srv->http))
+        return;
+    server_notify(srv, "notifications/cancelled",
+                  json_pack("{s:I, s:s}", "requestId", (json_int_t)call->id, "reason", why));
+    mcp_http_abandon(srv->http, call->id);
 }
 
 /* Sends a call to its (ready) server, or fails it. */
@@ -473,8 +488,12 @@ static void server_spawn(server *srv);
 static void probe_finish(server *srv, bool ok, const char *error);
 static void server_on_line(void *owner, const char *line, size_t len);
 static void server_on_gone(void *owner, const char *reason, const char *detail);
+static void server_on_unanswered(void *owner, uint64_t id, const char *reason,
+                                 const char *detail);
+static void list_failed(server *srv, const char *detail);
 
-static const mcp_child_events child_events = {server_on_line, server_on_gone};
+static const mcp_child_events child_events = {server_on_line, server_on_gone,
+                                              server_on_unanswered};
 
 static void on_child_closed(void *ctx)
 {
@@ -487,6 +506,8 @@ static void server_drop_child(server *srv)
 {
     mcp_child_stop(srv->child);
     srv->child = NULL;
+    mcp_http_stop(srv->http);
+    srv->http = NULL;
     srv->init_id = srv->list_id = 0;
     json_decref(srv->listing);
     srv->listing = NULL;
@@ -628,8 +649,12 @@ static void server_ready(server *srv)
         probe_finish(srv, true, NULL);
         return;
     }
-    server_log(srv, LOG_INFO, "MCP server '%s' is ready with %zu tools (pid %d)", srv->cfg->name,
-               srv->tool_count, mcp_child_pid(srv->child));
+    if (srv->http)
+        server_log(srv, LOG_INFO, "MCP server '%s' is ready with %zu tools (%s)",
+                   srv->cfg->name, srv->tool_count, srv->cfg->url_shown);
+    else
+        server_log(srv, LOG_INFO, "MCP server '%s' is ready with %zu tools (pid %d)",
+                   srv->cfg->name, srv->tool_count, mcp_child_pid(srv->child));
     /* Queued calls go out oldest first (the list has the newest first). */
     mcp_call *last = srv->calls, *prev;
     while (last && last->srv_next)
@@ -653,13 +678,20 @@ static void server_spawn(server *srv)
     srv->spawned_once = true;
     srv->hub->open++;
     cx_error err = {0};
-    if (mcp_child_start(srv->hub->loop, srv->cfg, &child_events, srv, on_child_closed,
-                        srv->hub, &srv->child, &err) != 0) {
+    int rc = srv->cfg->url ? mcp_http_start(srv->hub->loop, srv->cfg, &child_events, srv,
+                                            on_child_closed, srv->hub, &srv->http, &err)
+                           : mcp_child_start(srv->hub->loop, srv->cfg, &child_events, srv,
+                                             on_child_closed, srv->hub, &srv->child, &err);
+    if (rc != 0) {
         server_failed(srv, MCP_REASON_NOT_CONNECTED, err.msg);
         return;
     }
-    server_log(srv, LOG_INFO, "starting MCP server '%s' (pid %d)", srv->cfg->name,
-               mcp_child_pid(srv->child));
+    if (srv->http)
+        server_log(srv, LOG_INFO, "connecting to MCP server '%s' at %s", srv->cfg->name,
+                   srv->cfg->url_shown);
+    else
+        server_log(srv, LOG_INFO, "starting MCP server '%s' (pid %d)", srv->cfg->name,
+                   mcp_child_pid(srv->child));
     uv_timer_start(&srv->timer, on_startup_deadline, srv->startup_ms, 0);
     json_t *params = json_pack("{s:s, s:{}, s:{s:s, s:s}}", "protocolVersion",
                                MCP_PROTOCOL_VERSION, "capabilities", "clientInfo", "name",
@@ -677,6 +709,33 @@ static void server_on_gone(void *owner, const char *reason, const char *detail)
     if (strcmp(reason, MCP_REASON_TOO_BIG) == 0)
         srv->protocol_errors++;
     server_failed(srv, reason, detail);
+}
+
+/* A request the HTTP transport knows will get no response. */
+static void server_on_unanswered(void *owner, uint64_t id, const char *reason,
+                                 const char *detail)
+{
+    server *srv = owner;
+    char text[LAST_ERROR_MAX];
+    srv->protocol_errors++;
+    snprintf(text, sizeof text, "%s", detail);
+    if (id == srv->init_id) {
+        server_failed(srv, reason, text);
+        return;
+    }
+    if (id == srv->list_id) {
+        srv->list_id = 0;
+        list_failed(srv, text);
+        return;
+    }
+    for (mcp_call *call = srv->calls; call; call = call->srv_next)
+        if (call->id == id) {
+            call_finish(call, reason_code(reason), reason, "MCP server '%s': %s",
+                        srv->cfg->name, text);
+            return;
+        }
+    server_log(srv, LOG_DEBUG, "MCP server '%s': %s (no longer waited for)", srv->cfg->name,
+               text);
 }
 
 /* "error -32601: "Method not found"" from a JSON-RPC error object. */
@@ -1406,17 +1465,25 @@ static json_t *server_status(const server *srv)
     json_t *tools = server_tool_names(srv);
     if (!tools)
         return NULL;
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:I}", "name",
-                     srv->cfg->name, "transport", "stdio", "state", state_names[srv->state],
-                     "pid", srv->child ? json_integer(mcp_child_pid(srv->child)) : json_null(),
-                     "tools", tools, "last_error",
-                     srv->last_error[0] ? json_string(srv->last_error) : json_null(),
-                     "restarts", stat_value(srv->restarts), "calls",
-                     stat_value(srv->calls_total), "errors", stat_value(srv->errors),
-                     "avg_latency_ms",
-                     stat_value(srv->answered ? srv->latency_total_ms / srv->answered : 0),
-                     "connected_at", connected[0] ? json_string(connected) : json_null(),
-                     "protocol_errors", stat_value(srv->protocol_errors));
+    bool http = srv->cfg->url != NULL; /* no process: pid 0 */
+    json_t *pid = srv->child ? json_integer(mcp_child_pid(srv->child))
+                             : http ? json_integer(0) : json_null();
+    json_t *status = json_pack(
+        "{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:I}", "name", srv->cfg->name,
+        "transport", http ? "http" : "stdio", "state", state_names[srv->state], "pid", pid,
+        "tools", tools, "last_error",
+        srv->last_error[0] ? json_string(srv->last_error) : json_null(),
+        "restarts", stat_value(srv->restarts), "calls", stat_value(srv->calls_total), "errors",
+        stat_value(srv->errors), "avg_latency_ms",
+        stat_value(srv->answered ? srv->latency_total_ms / srv->answered : 0), "connected_at",
+        connected[0] ? json_string(connected) : json_null(), "protocol_errors",
+        stat_value(srv->protocol_errors));
+    if (status && http &&
+        json_object_set_new(status, "url", json_string(srv->cfg->url_shown)) != 0) {
+        json_decref(status);
+        return NULL;
+    }
+    return status;
 }
 
 /* The hub's servers (or the one named) in name order; false if unknown. */

@@ -11,6 +11,9 @@
  *         timeout: 30s                           # per call (default 30s)
  *         max_result: 1MB                        # larger results are refused (default 1MB)
  *         restart_backoff: 1s                    # hidden: the first restart delay (10ms..60s)
+ *       search:                                  # a Streamable HTTP server instead
+ *         url: https://mcp.example.com/mcp       # http:// or https://; never with command
+ *         headers: { Authorization: "Bearer ${TOKEN}" }  # optional, never logged
  *
  * Each stdio server is a child process launched and supervised through libuv
  * (uv_spawn, pipes): JSON-RPC 2.0 messages, one per line, on its stdin and
@@ -22,7 +25,8 @@
  * calls in flight on it fail with a reason. A call that passes its timeout
  * is answered as failed and `notifications/cancelled` is sent to the server.
  * Every line read is bounded (max_result + 64 KB); a server that sends more
- * is restarted.
+ * is restarted. A `url` server speaks the same messages over HTTP POSTs
+ * (mcp_http.c says how); it is restarted the same way.
  *
  * Everything here runs on the event loop thread. */
 #ifndef CAXTON_TOOLS_MCP_H
@@ -110,10 +114,12 @@ void mcp_call_cancel(mcp_call *call);
 
 /* Restarts one server (NULL: all) and lists its tools again. */
 int mcp_hub_reconnect(mcp_hub *h, const char *server, cx_error *err);
-/* Per server: {"name","transport":"stdio","state":"starting|ready|restarting|stopped",
- * "pid","tools":[names],"last_error","restarts","calls","errors","avg_latency_ms",
- * "connected_at","protocol_errors"}: an array of these in name order (the one
- * server when named; NULL when it is unknown). Tools are full names. */
+/* Per server: {"name","transport":"stdio|http",
+ * "state":"starting|ready|restarting|stopped","pid" (0 for http),"url" (http
+ * only, without credentials or query),"tools":[names],"last_error","restarts",
+ * "calls","errors","avg_latency_ms","connected_at","protocol_errors"}: an array
+ * of these in name order (the one server when named; NULL when it is unknown).
+ * Tools are full names. */
 json_t *mcp_hub_status_json(const mcp_hub *h, const char *server);
 
 /* Connectivity test: for each server (or one), an initialize + tools/list

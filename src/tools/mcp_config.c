@@ -6,14 +6,20 @@
  * the hub cannot disagree. Every problem is collected, one operator-ready
  * line each naming the key path. Values arrive as JSON strings from the YAML
  * loader or as numbers from JSON callers; both are accepted. `restart_backoff`
- * is a hidden setting (the first restart delay) that tests shorten. */
+ * is a hidden setting (the first restart delay) that tests shorten.
+ *
+ * A server is either a program (`command`, with `env` and `cwd`) or a
+ * Streamable HTTP endpoint (`url`, with `headers`). Header values may carry
+ * credentials: no message here quotes them. */
 #include "tools/mcp.h"
 
+#include <curl/curl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/units.h"
 #include "core/util.h"
@@ -31,11 +37,21 @@
 #define RESULT_MAX (64u * 1024u * 1024u)
 #define BACKOFF_MIN_MS 10u
 #define NUMBER_TEXT_MAX 64
+#define URL_MAX 4096
+#define HEADERS_MAX 64
+#define HEADER_NAME_MAX 256
+#define HEADER_VALUE_MAX 8192
 
 #define COUNT(a) (sizeof(a) / sizeof *(a))
 
 static const char *const known_settings[] = {
-    "command", "env", "cwd", "timeout", "max_result", "url", "restart_backoff",
+    "command", "env", "cwd", "timeout", "max_result", "url", "headers", "restart_backoff",
+};
+
+/* Headers the HTTP transport sets itself. */
+static const char *const reserved_headers[] = {
+    "content-type", "accept", "content-length", "transfer-encoding", "host", "expect",
+    "connection", "mcp-session-id", "mcp-protocol-version", "last-event-id",
 };
 
 typedef struct checker {
@@ -217,11 +233,129 @@ static void read_cwd(checker *ck, const char *name, const json_t *v, const char 
     *out = s;
 }
 
+void mcp_url_shown(const char *url, char *out, size_t size)
+{
+    const char *scheme = strstr(url, "://");
+    const char *host = scheme ? scheme + 3 : url;
+    size_t authority = strcspn(host, "/?#");
+    const char *at = NULL;
+    for (const char *p = host; p < host + authority; p++)
+        if (*p == '@')
+            at = p;
+    size_t head = (size_t)(host - url);
+    const char *rest = at ? at + 1 : host;
+    size_t tail = strcspn(rest, "?#");
+    snprintf(out, size, "%.*s%.*s", (int)(head < URL_MAX ? head : URL_MAX), url,
+             (int)(tail < URL_MAX ? tail : URL_MAX), rest);
+    text_make_utf8(out);
+}
+
+/* An http:// or https:// address with a host, as curl reads it. */
+static bool url_ok(const char *s)
+{
+    if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0)
+        return false;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return false;
+    CURLU *u = curl_url();
+    char *host = NULL;
+    bool ok = u && curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host;
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+static void read_url(checker *ck, const char *name, const json_t *v, const char **out)
+{
+    char got[96];
+    const char *s = json_is_string(v) ? value_text(v, got, sizeof got) : NULL;
+    if (s && strlen(s) <= URL_MAX && url_ok(s)) {
+        *out = s;
+        return;
+    }
+    if (json_is_string(v)) {
+        char shown[URL_MAX + 1];
+        mcp_url_shown(json_string_value(v), shown, sizeof shown);
+        text_quote(shown, got, sizeof got);
+    } else {
+        describe(v, got, sizeof got);
+    }
+    check_error(ck, "tools.mcp_servers.%s.url: expected an http:// or https:// address of a "
+                "Streamable HTTP MCP endpoint (at most %d bytes), e.g. "
+                "http://127.0.0.1:3001/mcp; got %s", name, URL_MAX, got);
+}
+
+/* A header name: 1 to HEADER_NAME_MAX token characters (RFC 9110). */
+static bool header_name_ok(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > HEADER_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", c)))
+            return false;
+    }
+    return true;
+}
+
+static bool header_value_ok(const char *s)
+{
+    if (!s || strlen(s) > HEADER_VALUE_MAX)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return false;
+    return true;
+}
+
+static bool header_reserved(const char *s)
+{
+    for (size_t i = 0; i < COUNT(reserved_headers); i++)
+        if (strcasecmp(s, reserved_headers[i]) == 0)
+            return true;
+    return false;
+}
+
+static void read_headers(checker *ck, const char *name, const json_t *v)
+{
+    char got[96], buf[NUMBER_TEXT_MAX];
+    if (!json_is_object(v) || json_object_size(v) > HEADERS_MAX) {
+        describe(v, got, sizeof got);
+        check_error(ck, "tools.mcp_servers.%s.headers: expected a mapping of at most %d HTTP "
+                    "headers (Name: value), got %s", name, HEADERS_MAX,
+                    json_is_object(v) ? "more" : got);
+        return;
+    }
+    const char *key;
+    const json_t *value;
+    json_object_foreach((json_t *)v, key, value) {
+        char shown[96];
+        text_quote(key, shown, sizeof shown);
+        if (!header_name_ok(key))
+            check_error(ck, "tools.mcp_servers.%s.headers: %s is not an HTTP header name (1 to "
+                        "%d letters, digits or !#$%%&'*+-.^_`|~)", name, shown, HEADER_NAME_MAX);
+        else if (header_reserved(key))
+            check_error(ck, "tools.mcp_servers.%s.headers.%s: Caxton sets this header itself; "
+                        "remove it", name, key);
+        else if (!header_value_ok(value_text(value, buf, sizeof buf)))
+            check_error(ck, "tools.mcp_servers.%s.headers.%s: expected a string of at most %d "
+                        "bytes without line breaks or control characters (the value is not "
+                        "shown)", name, key, HEADER_VALUE_MAX);
+    }
+}
+
 /* What one server's mapping says; pointers into the JSON. */
 typedef struct server_fields {
     const json_t *command;
     const json_t *env;
     const char *cwd;
+    bool has_url, has_headers, has_cwd;
+    const char *url;
+    const json_t *headers;
     uint64_t timeout_ms;
     uint64_t max_result;
     uint64_t backoff_ms;
@@ -235,7 +369,7 @@ static void read_unknown(checker *ck, const char *name, const char *key)
                            ? text_suggest(key, known_settings, COUNT(known_settings))
                            : NULL;
     check_error(ck, "tools.mcp_servers.%s: unknown setting %s%s%s%s (known: command, env, cwd, "
-                "timeout, max_result)", name, shown, near ? "; did you mean '" : "",
+                "url, headers, timeout, max_result)", name, shown, near ? "; did you mean '" : "",
                 near ? near : "", near ? "'?" : "");
 }
 
@@ -249,6 +383,7 @@ static void read_setting(checker *ck, const char *name, const char *key, const j
         f->env = v;
         read_env(ck, name, v);
     } else if (strcmp(key, "cwd") == 0) {
+        f->has_cwd = true;
         read_cwd(ck, name, v, &f->cwd);
     } else if (strcmp(key, "timeout") == 0) {
         read_duration(ck, name, key, v, TIMEOUT_MIN_MS, TIMEOUT_MAX_MS, "1s to 10m",
@@ -259,11 +394,33 @@ static void read_setting(checker *ck, const char *name, const char *key, const j
         read_duration(ck, name, key, v, BACKOFF_MIN_MS, MCP_BACKOFF_MAX_MS, "10ms to 60s",
                       &f->backoff_ms);
     } else if (strcmp(key, "url") == 0) {
-        check_error(ck, "tools.mcp_servers.%s.url: Streamable HTTP servers (url:) are not "
-                    "supported yet by this version; use command:", name);
+        f->has_url = true;
+        read_url(ck, name, v, &f->url);
+    } else if (strcmp(key, "headers") == 0) {
+        f->has_headers = true;
+        f->headers = v;
+        read_headers(ck, name, v);
     } else {
         read_unknown(ck, name, key);
     }
+}
+
+/* A server is a program or an HTTP endpoint, with only that kind's settings. */
+static void read_kind(checker *ck, const char *name, const server_fields *f)
+{
+    if (f->command && f->has_url)
+        check_error(ck, "tools.mcp_servers.%s: both command and url; a server is either a "
+                    "program (command) or an HTTP endpoint (url)", name);
+    else if (!f->command && !f->has_url)
+        check_error(ck, "tools.mcp_servers.%s: no command or url; add e.g. command: [npx, "
+                    "\"@modelcontextprotocol/server-filesystem\", /srv/shared] or url: "
+                    "http://127.0.0.1:3001/mcp", name);
+    else if (f->has_url && (f->env || f->has_cwd))
+        check_error(ck, "tools.mcp_servers.%s: env and cwd apply to a command, not to a url "
+                    "server; remove them", name);
+    else if (f->command && f->has_headers)
+        check_error(ck, "tools.mcp_servers.%s: headers apply to a url server, not to a "
+                    "command; remove them", name);
 }
 
 /* Reads one server; true when it has no problem. */
@@ -297,9 +454,7 @@ static bool read_server(checker *ck, const char *name, const json_t *obj, server
     const json_t *v;
     if (obj)
         json_object_foreach((json_t *)obj, key, v) read_setting(ck, name, key, v, f);
-    if (!f->command && !(obj && json_object_get(obj, "url")))
-        check_error(ck, "tools.mcp_servers.%s: no command; add e.g. command: [npx, "
-                    "\"@modelcontextprotocol/server-filesystem\", /srv/shared]", name);
+    read_kind(ck, name, f);
     return ck->count == before;
 }
 
@@ -351,6 +506,17 @@ static void strings_free(char **list)
     free(list);
 }
 
+/* Frees lines that may carry a credential, wiping them first. */
+static void secrets_free(char **list)
+{
+    for (size_t i = 0; list && list[i]; i++) {
+        volatile char *p = list[i];
+        while (*p)
+            *p++ = '\0';
+    }
+    strings_free(list);
+}
+
 void mcp_server_config_release(mcp_server_config *cfg)
 {
     if (!cfg || --cfg->refs > 0)
@@ -359,6 +525,9 @@ void mcp_server_config_release(mcp_server_config *cfg)
     strings_free(cfg->argv);
     strings_free(cfg->env);
     free(cfg->cwd);
+    free(cfg->url);
+    free(cfg->url_shown);
+    secrets_free(cfg->headers);
     json_decref(cfg->source);
     free(cfg);
 }
@@ -375,6 +544,29 @@ static char **argv_copy(const json_t *command)
         }
     }
     return argv;
+}
+
+/* "Name: value" lines of the headers mapping. */
+static char **headers_copy(const json_t *headers)
+{
+    char **list = calloc(json_object_size(headers) + 1, sizeof *list);
+    char buf[NUMBER_TEXT_MAX];
+    const char *key;
+    const json_t *value;
+    size_t i = 0;
+    if (!list)
+        return NULL;
+    json_object_foreach((json_t *)headers, key, value) {
+        strbuf sb;
+        strbuf_init(&sb);
+        if (strbuf_appendf(&sb, "%s: %s", key, value_text(value, buf, sizeof buf)) != 0) {
+            strbuf_free(&sb);
+            secrets_free(list);
+            return NULL;
+        }
+        list[i++] = strbuf_detach(&sb);
+    }
+    return list;
 }
 
 static char **env_copy(const json_t *env)
@@ -409,11 +601,19 @@ static mcp_server_config *config_new(const char *name, const json_t *obj, const 
     cfg->max_result = f->max_result;
     cfg->restart_backoff_ms = f->backoff_ms;
     cfg->name = str_dup(name);
-    cfg->argv = argv_copy(f->command);
+    cfg->argv = f->command ? argv_copy(f->command) : NULL;
     cfg->env = f->env ? env_copy(f->env) : calloc(1, sizeof *cfg->env);
     cfg->cwd = f->cwd ? str_dup(f->cwd) : NULL;
     cfg->source = obj ? json_deep_copy(obj) : json_object();
-    if (!cfg->name || !cfg->argv || !cfg->env || (f->cwd && !cfg->cwd) || !cfg->source) {
+    if (f->url) {
+        char shown[URL_MAX + 1];
+        mcp_url_shown(f->url, shown, sizeof shown);
+        cfg->url = str_dup(f->url);
+        cfg->url_shown = str_dup(shown);
+    }
+    cfg->headers = f->headers ? headers_copy(f->headers) : calloc(1, sizeof *cfg->headers);
+    if (!cfg->name || (f->command && !cfg->argv) || !cfg->env || (f->cwd && !cfg->cwd) ||
+        !cfg->source || (f->url && (!cfg->url || !cfg->url_shown)) || !cfg->headers) {
         mcp_server_config_release(cfg);
         return NULL;
     }

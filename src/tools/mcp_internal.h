@@ -1,6 +1,7 @@
 /* What the MCP files share and nobody else uses: a server's checked
- * settings (mcp_config.c) and the child process that carries one
- * connection (mcp_process.c). The hub (mcp.c) joins them. */
+ * settings (mcp_config.c) and what carries one connection: a child process
+ * (mcp_process.c) or an HTTP session (mcp_http.c). The hub (mcp.c) joins
+ * them. */
 #ifndef CAXTON_TOOLS_MCP_INTERNAL_H
 #define CAXTON_TOOLS_MCP_INTERNAL_H
 
@@ -22,7 +23,10 @@
 typedef struct mcp_server_config {
     unsigned refs;
     char *name;
-    char **argv;        /* NULL-terminated */
+    char **argv;        /* NULL-terminated; NULL for an HTTP server */
+    char *url;          /* NULL for a stdio server */
+    char *url_shown;    /* the url without credentials or query, for logs and status */
+    char **headers;     /* NULL-terminated "Name: value" lines sent over HTTP (never logged) */
     char **env;         /* NULL-terminated "KEY=value" lines added to the environment */
     char *cwd;          /* NULL: Caxton's own */
     uint64_t timeout_ms;
@@ -36,6 +40,9 @@ typedef struct mcp_server_config {
 int mcp_configs_build(const json_t *servers, mcp_server_config ***out, size_t *count,
                       cx_error *err);
 void mcp_server_config_release(mcp_server_config *cfg);
+/* The url as logs and status show it: without user:password@, query or
+ * fragment, cut to fit size. */
+void mcp_url_shown(const char *url, char *out, size_t size);
 /* True for 1 to MCP_NAME_MAX letters, digits, '_' or '-'. */
 bool mcp_name_valid(const char *name, size_t len);
 
@@ -54,6 +61,10 @@ typedef struct mcp_child_events {
     /* The connection ended: reason is MCP_REASON_SERVER_DIED (exit, closed
      * output, read error) or MCP_REASON_TOO_BIG (a line over the limit). */
     void (*gone)(void *owner, const char *reason, const char *detail);
+    /* HTTP only: the request with this JSON-RPC id will get no response
+     * (reason MCP_REASON_TOO_BIG, MCP_REASON_PROTOCOL or MCP_REASON_TIMEOUT);
+     * the connection itself goes on. */
+    void (*unanswered)(void *owner, uint64_t id, const char *reason, const char *detail);
 } mcp_child_events;
 
 /* Spawns the server. The caller counts the child as open before the call:
@@ -67,5 +78,22 @@ int mcp_child_send(mcp_child *c, const char *data, size_t len, cx_error *err);
 int mcp_child_pid(const mcp_child *c);
 /* No more events from here on; the process is ended and the child freed. */
 void mcp_child_stop(mcp_child *c);
+
+/* One Streamable HTTP session with a server (cfg->url): each message is a
+ * POST; what the answers carry is reported through ev->line one JSON-RPC
+ * message at a time, never from inside mcp_http_send. Started, counted and
+ * closed like a child (closed(ctx) runs exactly once). */
+typedef struct mcp_http mcp_http;
+
+int mcp_http_start(uv_loop_t *loop, mcp_server_config *cfg, const mcp_child_events *ev,
+                   void *owner, void (*closed)(void *ctx), void *ctx, mcp_http **out,
+                   cx_error *err);
+/* POSTs one message (data without a newline); request_id is its JSON-RPC
+ * id for a request, 0 for a notification or a response. */
+int mcp_http_send(mcp_http *c, const char *data, size_t len, uint64_t request_id, cx_error *err);
+/* Stops the transfer carrying the request (a cancelled or timed-out call). */
+void mcp_http_abandon(mcp_http *c, uint64_t request_id);
+/* No more events from here on; transfers are aborted and it is freed. */
+void mcp_http_stop(mcp_http *c);
 
 #endif

@@ -744,7 +744,8 @@ tools:
     files:
       comand: [node, server.js]
     web:
-      url: http://127.0.0.1:9/mcp
+      url: ftp://127.0.0.1:9/mcp
+      command: [node, server.js]
 """
 
 
@@ -758,7 +759,8 @@ def test_config_validate_refuses_bad_tool_servers(make_server, tmp_path):
     assert r.returncode == 1, text
     assert "tools.mcp_servers.files: unknown setting \"comand\"; did you mean 'command'?" in text
     assert "tools.mcp_servers.files: no command" in text, text
-    assert "tools.mcp_servers.web.url: Streamable HTTP servers (url:) are not supported" in text
+    assert "tools.mcp_servers.web.url: expected an http:// or https:// address" in text, text
+    assert "tools.mcp_servers.web: both command and url" in text, text
 
     s = make_server(config=BAD_SERVERS, start=False)
     s.start(wait=False)

@@ -287,9 +287,46 @@ static void test_config_check(void **state)
     expect_valid("{\"s\": {\"command\": [\"x\"], \"timeout\": \"1s\", \"max_result\": \"1KB\"}}");
     assert_int_equal(mcp_servers_check(NULL, NULL), 0);
 
-    expect_problem("{\"s\": {\"url\": \"http://localhost:3000/mcp\"}}",
-                   "Streamable HTTP servers (url:) are not supported yet by this version; use "
-                   "command:");
+    expect_valid("{\"s\": {\"url\": \"http://localhost:3000/mcp\", \"headers\": "
+                 "{\"Authorization\": \"Bearer x\", \"X-N\": 7}, \"timeout\": \"5s\"}}");
+    expect_valid("{\"s\": {\"url\": \"HTTPS://[::1]:8443/a/mcp?k=v\"}}");
+    expect_problem("{\"s\": {\"url\": \"ftp://localhost/mcp\"}}",
+                   "tools.mcp_servers.s.url: expected an http:// or https:// address");
+    expect_problem("{\"s\": {\"url\": \"http://\"}}", "expected an http:// or https://");
+    expect_problem("{\"s\": {\"url\": \"http://a b/mcp\"}}", "expected an http://");
+    expect_problem("{\"s\": {\"url\": 8080}}", "expected an http://");
+    expect_problem("{\"s\": {\"url\": \"http://u:secret@h/mcp?token=t0p\", \"x\": 1}}",
+                   "unknown setting");
+    expect_problem("{\"s\": {\"url\": \"http://h/\", \"command\": [\"x\"]}}",
+                   "both command and url");
+    expect_problem("{\"s\": {\"url\": \"http://h/\", \"env\": {\"A\": \"b\"}}}",
+                   "env and cwd apply to a command");
+    expect_problem("{\"s\": {\"command\": [\"x\"], \"headers\": {\"A\": \"b\"}}}",
+                   "headers apply to a url server");
+    expect_problem("{\"s\": {\"url\": \"http://h/\", \"headers\": [\"A: b\"]}}",
+                   "tools.mcp_servers.s.headers: expected a mapping");
+    expect_problem("{\"s\": {\"url\": \"http://h/\", \"headers\": {\"Bad Name\": \"b\"}}}",
+                   "is not an HTTP header name");
+    expect_problem("{\"s\": {\"url\": \"http://h/\", \"headers\": {\"accept\": \"b\"}}}",
+                   "Caxton sets this header itself");
+    expect_problem("{\"s\": {\"url\": \"http://h/\", \"headers\": {\"A\": \"x\\r\\nB: y\"}}}",
+                   "the value is not shown");
+    expect_problem("{\"s\": {\"url\": \"http://h/\", \"headers\": {\"A\": true}}}",
+                   "without line breaks");
+    {
+        json_t *errors = NULL;
+        json_t *v = json_loads("{\"s\": {\"url\": \"gopher://u:pw@h/mcp?token=t0p\", "
+                               "\"headers\": {\"A\": \"se\\ncret\"}}}", 0, NULL);
+        assert_int_equal(mcp_servers_check(v, &errors), 2);
+        char *text = json_dumps(errors, 0);
+        assert_null(strstr(text, "pw"));      /* credentials are never quoted */
+        assert_null(strstr(text, "t0p"));
+        assert_null(strstr(text, "cret"));
+        assert_non_null(strstr(text, "gopher://h/mcp"));
+        free(text);
+        json_decref(errors);
+        json_decref(v);
+    }
     expect_problem("{\"s\": {\"command\": [\"x\"], \"comand\": 1}}", "did you mean 'command'?");
     expect_problem("{\"s\": {\"command\": [\"x\"], \"max_results\": 1}}",
                    "did you mean 'max_result'?");
@@ -928,9 +965,9 @@ static void test_reconnect_and_reconfigure(void **state)
     assert_null(mcp_hub_tool(h, "a.echo"));
     expect_failure(&loop, h, "a.echo", "{}", 0, MCP_REASON_UNKNOWN_TOOL, "no MCP server");
     /* A bad config changes nothing. */
-    json_object_set_new(servers, "d", json_pack("{s:s}", "url", "http://localhost/mcp"));
+    json_object_set_new(servers, "d", json_pack("{s:s}", "url", "ftp://localhost/mcp"));
     assert_int_equal(mcp_hub_reconfigure(h, servers, &err), CX_ECONFIG);
-    assert_non_null(strstr(err.msg, "Streamable HTTP"));
+    assert_non_null(strstr(err.msg, "http:// or https://"));
     assert_false(mcp_hub_has_server(h, "d"));
     assert_true(mcp_hub_has_server(h, "b"));
     json_decref(servers);

@@ -55,7 +55,7 @@
 #define LLM_MAX_REQUEST (32u * 1024 * 1024)      /* bytes of one request body */
 #define RETRY_AFTER_TEXT_MAX 64                  /* bytes of the header value kept */
 #define LAST_ERROR_MAX 560                      /* reason + detail */
-#define NO_PROXY_HOSTS "localhost,127.0.0.1,::1" /* never through a proxy */
+#define NO_PROXY_HOSTS "localhost,127.0.0.0/8,::1/128" /* never through a proxy */
 
 /* One provider name's runtime: its queue, slots and counters. */
 typedef struct provider {

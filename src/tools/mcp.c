@@ -120,6 +120,7 @@ struct server {
     size_t tool_count;
     mcp_call *calls;
     unsigned garbage;
+    unsigned renewals; /* sessions renewed in a row without a call answered */
     uint64_t startup_ms;
     uint64_t backoff_ms;
     uint64_t spawn_ms, init_done_ms, ready_ms, connected_at_ms;
@@ -553,6 +554,12 @@ static void on_restart_due(uv_timer_t *timer)
  * and schedules the next start (or ends a probe). */
 static void server_failed(server *srv, const char *reason, const char *detail)
 {
+    /* an ended session is renewed at once, without raising the backoff,
+     * unless it keeps happening */
+    bool renewal = strcmp(reason, MCP_REASON_SESSION_EXPIRED) == 0 &&
+                   srv->renewals < MCP_SESSION_RENEWALS_MAX;
+    if (strcmp(reason, MCP_REASON_SESSION_EXPIRED) == 0)
+        reason = MCP_REASON_NOT_CONNECTED;
     snprintf(srv->last_error, sizeof srv->last_error, "%s", detail);
     text_make_utf8(srv->last_error);
     server_drop_child(srv);
@@ -567,8 +574,14 @@ static void server_failed(server *srv, const char *reason, const char *detail)
     uint64_t now = now_ms();
     if (srv->ready_ms && now - srv->ready_ms >= HEALTHY_MS)
         srv->backoff_ms = srv->cfg->restart_backoff_ms;
-    uint64_t delay = srv->backoff_ms;
-    srv->backoff_ms = delay * 2 < MCP_BACKOFF_MAX_MS ? delay * 2 : MCP_BACKOFF_MAX_MS;
+    uint64_t delay = 0;
+    if (renewal) {
+        srv->renewals++;
+    } else {
+        srv->renewals = 0;
+        delay = srv->backoff_ms;
+        srv->backoff_ms = delay * 2 < MCP_BACKOFF_MAX_MS ? delay * 2 : MCP_BACKOFF_MAX_MS;
+    }
     srv->state = SERVER_RESTARTING;
     srv->ready_ms = 0;
     srv->connected_at_ms = 0;
@@ -893,6 +906,7 @@ static void server_on_call_answer(server *srv, mcp_call *call, const json_t *msg
                     "over the server's max_result of %llu bytes", srv->cfg->name, call->tool,
                     len, (unsigned long long)srv->cfg->max_result);
     } else {
+        srv->renewals = 0; /* the session works: a later expiry is routine again */
         call->answer = json_incref((json_t *)result);
         call->result.is_error = json_is_true(json_object_get(result, "isError"));
         if (call->result.is_error)

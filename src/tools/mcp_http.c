@@ -47,13 +47,14 @@
 #include "tools/mcp.h"
 #include "tools/mcp_internal.h"
 
-#define SESSION_MAX 256             /* bytes of an Mcp-Session-Id */
+#define SESSION_MAX 4096            /* bytes of an Mcp-Session-Id (signed tokens are long) */
 #define VERSION_MAX 32              /* bytes of a protocol version */
 #define ERROR_BODY_KEEP 160         /* bytes of an error body quoted */
 #define CONNECT_TIMEOUT_MS 10000L
 #define TRANSFER_SLACK_MS 5000u     /* a transfer's own limit is the server's timeout + this */
 #define XFERS_MAX 1024              /* transfers in flight on one connection */
-#define NO_PROXY_HOSTS "localhost,127.0.0.1,::1" /* never through a proxy */
+#define HOST_CONNECTIONS_MAX 32L    /* sockets to one server; more transfers wait for one */
+#define NO_PROXY_HOSTS "localhost,127.0.0.0/8,::1/128" /* never through a proxy */
 
 typedef struct http_msg {
     struct http_msg *next;
@@ -368,7 +369,8 @@ static bool sse_feed(http_xfer *x, const char *data, size_t n)
         x->after_cr = data[j] == '\r';
         bool ok = sse_line(x);
         x->line.len = 0;
-        x->line.data[0] = '\0';
+        if (x->line.cap)
+            x->line.data[0] = '\0';
         if (!ok)
             return false;
         i = j + 1;
@@ -386,11 +388,8 @@ static size_t on_body(char *data, size_t size, size_t count, void *arg)
     if (x->kind == BODY_SSE)
         return sse_feed(x, data, n) ? n : 0;
     if (x->kind == BODY_DISCARD) {
+        /* an error's body is only quoted: its size must not hide the status */
         x->received += n;
-        if (x->received > limit) {
-            x->too_big = true;
-            return 0;
-        }
         if (x->data.len < ERROR_BODY_KEEP) {
             size_t keep = ERROR_BODY_KEEP - x->data.len;
             if (strbuf_append(&x->data, data, n < keep ? n : keep) != 0)
@@ -527,18 +526,47 @@ static const char *status_hint(long status)
     return "";
 }
 
+/* A server may echo what it was sent (a 401 quoting the token): every
+ * configured header value is starred out of a body before it is quoted. */
+static void redact_secrets(const mcp_http *c, char *text)
+{
+    for (char *const *h = c->cfg->headers; h && *h; h++) {
+        const char *value = strchr(*h, ':');
+        if (!value)
+            continue;
+        value++;
+        while (*value == ' ')
+            value++;
+        size_t len = strlen(value);
+        if (len < 4)
+            continue;
+        for (char *hit = strstr(text, value); hit; hit = strstr(hit + len, value))
+            memset(hit, '*', len);
+        /* "Bearer sk-..." may be echoed as just the token */
+        const char *space = strrchr(value, ' ');
+        if (space && strlen(space + 1) >= 4) {
+            size_t tlen = strlen(space + 1);
+            for (char *hit = strstr(text, space + 1); hit; hit = strstr(hit + tlen, space + 1))
+                memset(hit, '*', tlen);
+        }
+    }
+}
+
 /* An HTTP error answering a message. */
 static void xfer_http_error(http_xfer *x)
 {
     mcp_http *c = x->conn;
     char body[ERROR_BODY_KEEP + 48] = "";
     if (x->data.len > 0) {
+        char kept[ERROR_BODY_KEEP + 1];
+        snprintf(kept, sizeof kept, "%.*s", (int)x->data.len, x->data.data);
+        redact_secrets(c, kept);
         char quoted[ERROR_BODY_KEEP + 32];
-        text_quote(x->data.data, quoted, sizeof quoted);
+        text_quote(kept, quoted, sizeof quoted);
         snprintf(body, sizeof body, ": %s", quoted);
     }
-    if (x->status == 404 && x->had_session) {
-        conn_gone(c, MCP_REASON_NOT_CONNECTED, "the server ended the session (HTTP 404); a new "
+    if (x->status == 404 && x->had_session && x->id) {
+        conn_gone(c, MCP_REASON_SESSION_EXPIRED, "the server ended the session (HTTP 404); a new "
                   "one is started");
     } else if (!x->id) {
         http_log(c, LOG_WARN, "MCP server '%s' answered a notification with HTTP %ld%s%s",
@@ -548,6 +576,16 @@ static void xfer_http_error(http_xfer *x)
                   "HTTP %ld from %s%s%s", x->status, c->cfg->url_shown, status_hint(x->status),
                   body);
     }
+}
+
+/* A transfer that timed out before it ever connected: the server is
+ * unreachable, not slow. */
+static bool never_connected(const http_xfer *x)
+{
+    curl_off_t connect_us = 0;
+    return x->easy && curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us) ==
+                          CURLE_OK &&
+           connect_us == 0;
 }
 
 /* A transfer curl has finished. */
@@ -570,6 +608,9 @@ static void xfer_done(http_xfer *x, CURLcode code)
         xfer_unanswered(x, MCP_REASON_TOO_BIG, "the answer to request %llu is over %llu bytes "
                         "(max_result + 64 KB); the transfer was stopped",
                         (unsigned long long)x->id, (unsigned long long)c->limit);
+    } else if (code == CURLE_OPERATION_TIMEDOUT && never_connected(x)) {
+        conn_gone(c, MCP_REASON_NOT_CONNECTED, "cannot reach %s: %s", c->cfg->url_shown,
+                  x->errbuf[0] ? x->errbuf : "the connection timed out");
     } else if (code == CURLE_OPERATION_TIMEDOUT) {
         xfer_unanswered(x, MCP_REASON_TIMEOUT, "no answer to request %llu within %llu ms",
                         (unsigned long long)x->id,
@@ -830,7 +871,10 @@ int mcp_http_start(uv_loop_t *loop, mcp_server_config *cfg, const mcp_child_even
         curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
         curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, (void *)c) != CURLM_OK ||
         curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, (void *)c) != CURLM_OK) {
+        curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, (void *)c) != CURLM_OK ||
+        /* parallel calls share a few connections; curl queues the rest */
+        curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HOST_CONNECTIONS_MAX) !=
+            CURLM_OK) {
         c->ev = NULL;
         conn_teardown(c);
         return cx_error_set(err, CX_ENOMEM, "cannot start the HTTP client for MCP server '%s'",

@@ -96,4 +96,10 @@ void mcp_http_abandon(mcp_http *c, uint64_t request_id);
 /* No more events from here on; transfers are aborted and it is freed. */
 void mcp_http_stop(mcp_http *c);
 
+/* Between the HTTP transport and the hub: the server ended the session; a
+ * new one starts at once (a routine event, not a crash). Calls on the old
+ * session fail with MCP_REASON_NOT_CONNECTED. */
+#define MCP_REASON_SESSION_EXPIRED "session-expired"
+#define MCP_SESSION_RENEWALS_MAX 3 /* in a row, before it counts as a failure */
+
 #endif

@@ -21,6 +21,8 @@ Tools (the test picks the behaviour by calling one):
   no_answer          answers 200 with an SSE stream that ends without the response
   expire             forgets every session, then answers 404
   fail500            answers HTTP 500
+  deny               answers HTTP 401 with a body echoing the Authorization header
+  big500             answers HTTP 500 with a 3 MB body
   hang {seconds}     answers after that many seconds (default 30)
   add_tool           answers on an SSE stream that also says the tool list changed;
                      from then on tools/list also offers `added`
@@ -37,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 OBJECT_SCHEMA = {"type": "object", "properties": {}}
 TOOLS = ["echo", "sse_echo", "big", "sse_big", "garbage", "no_answer", "expire", "fail500",
-         "hang", "add_tool"]
+         "hang", "add_tool", "deny", "big500"]
 
 
 class State:
@@ -198,6 +200,11 @@ class Handler(BaseHTTPRequestHandler):
                              "error": {"code": -32001, "message": "Session not found"}})
         elif name == "fail500":
             self.raw(500, "text/plain", b"internal trouble")
+        elif name == "deny":
+            echoed = "denied for " + self.headers.get("Authorization", "")
+            self.raw(401, "text/plain", echoed.encode())
+        elif name == "big500":
+            self.raw(500, "text/plain", b"x" * (3 * 1024 * 1024))
         elif name == "hang":
             time.sleep(float(args.get("seconds", 30)))
             try:

@@ -488,10 +488,21 @@ static void test_http_calls(void **state)
     json_decref(st);
     wait_state(&loop, h, "s", "ready", 0, WAIT_MS);
     assert_int_equal(count_method(&hs, "initialize"), 2);
+    /* a body echoing the secret header is quoted with it starred out */
+    expect_failure(&loop, h, "s.deny", "{}", 0, MCP_REASON_PROTOCOL, "HTTP 401");
+    st = status_of(h, "s");
+    const char *quoted = json_string_value(json_object_get(st, "last_error"));
+    assert_non_null(strstr(quoted, "denied for"));
+    assert_null(strstr(quoted, "s3cret"));
+    json_decref(st);
+    wait_state(&loop, h, "s", "ready", 0, WAIT_MS);
+    /* a huge error body does not hide the status: unavailable, not too large */
+    expect_failure(&loop, h, "s.big500", "{}", 0, MCP_REASON_NOT_CONNECTED, "HTTP 500");
+    wait_state(&loop, h, "s", "ready", 0, WAIT_MS);
     /* an expired session (404 for a request with a session id): a new one */
     expect_failure(&loop, h, "s.expire", "{}", 0, MCP_REASON_NOT_CONNECTED, "ended the session");
     wait_state(&loop, h, "s", "ready", 0, WAIT_MS);
-    assert_int_equal(count_method(&hs, "initialize"), 3);
+    assert_int_equal(count_method(&hs, "initialize"), 5);
     expect_text(&loop, h, "s.echo", "{\"text\":\"renewed\"}", "renewed");
 
     /* connectivity test on a fresh session, and reconnect */
@@ -502,10 +513,10 @@ static void test_http_calls(void **state)
     assert_true(json_is_true(json_object_get(report, "ok")));
     assert_true(json_integer_value(json_object_get(report, "tools")) >= 10);
     json_decref(box.report);
-    assert_int_equal(count_method(&hs, "initialize"), 4);
+    assert_int_equal(count_method(&hs, "initialize"), 6);
     assert_int_equal(mcp_hub_reconnect(h, "s", &err), 0);
     wait_state(&loop, h, "s", "ready", 0, WAIT_MS);
-    assert_int_equal(count_method(&hs, "initialize"), 5);
+    assert_int_equal(count_method(&hs, "initialize"), 7);
     expect_text(&loop, h, "s.echo", "{\"text\":\"again\"}", "again");
 
     /* closing with a call in flight */

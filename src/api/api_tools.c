@@ -170,11 +170,12 @@ void api_tools_reconnect(http_request *req, http_response *res)
     json_t *v;
     json_array_foreach(servers, i, v) {
         if (!hub || mcp_hub_reconnect(hub, json_string_value(v), &err) < 0) {
-            json_decref(servers);
-            json_decref(done);
+            /* the reply is built before the list (which owns the name) goes */
             http_reply_error(res, req, 404, CX_ENOTFOUND, "TOOL_SERVER_NOT_FOUND",
                              json_pack("{s:s}", "server", json_string_value(v)), "%s",
                              hub ? err.msg : "no MCP servers are configured (tools.mcp_servers)");
+            json_decref(servers);
+            json_decref(done);
             return;
         }
         json_array_append(done, v);

@@ -75,7 +75,7 @@ FUZZ_SECONDS ?= 300
 fuzz-wasm: deps-test
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-# libFuzzer on the agent definition and FIPA-ACL message parsers, FUZZ_SECONDS each.
+# libFuzzer on the agent definition, FIPA-ACL message and LLM answer parsers, FUZZ_SECONDS each.
 fuzz-parsers: deps-test
 	tests/fuzz/run_parsers.sh $(FUZZ_SECONDS)
 

@@ -1,7 +1,7 @@
 #!/bin/sh
-# Fuzzes the text parsers an operator or client feeds the server: agent
-# definition files (fuzz_agentdef) and FIPA-ACL messages (fuzz_message),
-# with libFuzzer under ASan+UBSan.
+# Fuzzes the text parsers fed from outside the server: agent definition
+# files (fuzz_agentdef), FIPA-ACL messages (fuzz_message) and LLM providers'
+# answers and error bodies (fuzz_llm), with libFuzzer under ASan+UBSan.
 # Usage: tests/fuzz/run_parsers.sh [SECONDS]   (default 20, per parser)
 #
 # For each parser: builds the harness into build-fuzz/, replays the inputs
@@ -40,11 +40,13 @@ fail() {
   exit 1
 }
 
-for name in agentdef message; do
+for name in agentdef message llm; do
   binary="$out/fuzz_$name"
   case $name in
     agentdef) sources="$root/src/agents/agentdef.c $root/src/agents/agentdef_fix.c" ;;
     message) sources="$root/src/messaging/message.c" ;;
+    llm) sources="$root/src/llm/openai.c $root/src/llm/anthropic.c $root/src/llm/ollama.c
+                  $root/src/llm/protocol.c" ;;
   esac
   echo "fuzz: building $binary"
   # shellcheck disable=SC2086 # word splitting wanted

@@ -40,13 +40,13 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <stdarg.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "core/curl_safety.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "llm/llm_internal.h"
@@ -55,7 +55,6 @@
 #define LLM_MAX_REQUEST (32u * 1024 * 1024)      /* bytes of one request body */
 #define RETRY_AFTER_TEXT_MAX 64                  /* bytes of the header value kept */
 #define LAST_ERROR_MAX 560                      /* reason + detail */
-#define NO_PROXY_HOSTS "localhost,127.0.0.0/8,::1/128" /* never through a proxy */
 
 /* One provider name's runtime: its queue, slots and counters. */
 typedef struct provider {
@@ -472,19 +471,6 @@ static void transfer_stop(llm_call *call)
     call->easy = NULL;
 }
 
-/* Provider connections must not leak into the tool servers Caxton spawns:
- * this libcurl does not open its sockets close-on-exec. Both run on the loop
- * thread, so no spawn can slip in between. */
-static int on_socket_opened(void *arg, curl_socket_t fd, curlsocktype purpose)
-{
-    (void)arg;
-    (void)purpose;
-    int flags = fcntl(fd, F_GETFD);
-    if (flags >= 0)
-        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-    return CURL_SOCKOPT_OK;
-}
-
 static CURL *easy_new(llm_call *call, uint64_t timeout_ms)
 {
     CURL *e = curl_easy_init();
@@ -492,7 +478,6 @@ static CURL *easy_new(llm_call *call, uint64_t timeout_ms)
         return NULL;
     const call_leg *leg = &call->legs[call->leg];
     bool ok = curl_easy_setopt(e, CURLOPT_URL, call->settings->url) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)call) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_HTTPHEADER, leg->headers) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_POSTFIELDS, leg->body) == CURLE_OK &&
@@ -504,13 +489,10 @@ static CURL *easy_new(llm_call *call, uint64_t timeout_ms)
               curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)call) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_socket_opened) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_NOPROXY, NO_PROXY_HOSTS) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)LLM_MAX_RESPONSE) ==
                   CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_USERAGENT, "caxton/" CAXTON_VERSION) == CURLE_OK;
+              curl_easy_setopt(e, CURLOPT_USERAGENT, "caxton/" CAXTON_VERSION) == CURLE_OK &&
+              curl_safety_apply(e);
     if (!ok) {
         curl_easy_cleanup(e);
         return NULL;

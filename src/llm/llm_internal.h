@@ -39,6 +39,9 @@ typedef struct llm_answer {
     json_t *store;             /* owns what tool_calls point into */
 } llm_answer;
 
+/* The role's name as OpenAI and Ollama write it ("tool"); NULL if unknown. */
+const char *llm_role_name(llm_role role);
+
 /* Frees what the answer owns and zeroes it. */
 void llm_answer_free(llm_answer *a);
 

@@ -22,17 +22,6 @@
 
 /* ---- The request ----------------------------------------------------------------------------- */
 
-static const char *role_name(llm_role role)
-{
-    switch (role) {
-    case LLM_ROLE_SYSTEM: return "system";
-    case LLM_ROLE_USER: return "user";
-    case LLM_ROLE_ASSISTANT: return "assistant";
-    case LLM_ROLE_TOOL: return "tool";
-    }
-    return NULL;
-}
-
 /* [{function:{name, arguments:{...}}}] */
 static json_t *tool_calls_json(const llm_tool_call *calls, size_t count)
 {
@@ -55,7 +44,7 @@ static json_t *tool_calls_json(const llm_tool_call *calls, size_t count)
 
 static json_t *message_json(const llm_message *m)
 {
-    const char *role = role_name(m->role);
+    const char *role = llm_role_name(m->role);
     bool calls = m->role == LLM_ROLE_ASSISTANT && m->tool_call_count > 0;
     if (!role || (!m->content && !calls) || (m->tool_call_count > 0 && !m->tool_calls))
         return NULL;

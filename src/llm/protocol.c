@@ -400,3 +400,14 @@ void llm_redact(char *s, const char *secret)
         memmove(hit + 3, hit + slen, strlen(hit + slen) + 1);
     }
 }
+
+const char *llm_role_name(llm_role role)
+{
+    switch (role) {
+    case LLM_ROLE_SYSTEM: return "system";
+    case LLM_ROLE_USER: return "user";
+    case LLM_ROLE_ASSISTANT: return "assistant";
+    case LLM_ROLE_TOOL: return "tool";
+    }
+    return NULL;
+}

@@ -35,13 +35,13 @@
  * server expires it. The header values (which may carry credentials) are
  * never logged and are wiped from memory when freed. */
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "core/curl_safety.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "tools/mcp.h"
@@ -54,7 +54,6 @@
 #define TRANSFER_SLACK_MS 5000u     /* a transfer's own limit is the server's timeout + this */
 #define XFERS_MAX 1024              /* transfers in flight on one connection */
 #define HOST_CONNECTIONS_MAX 32L    /* sockets to one server; more transfers wait for one */
-#define NO_PROXY_HOSTS "localhost,127.0.0.0/8,::1/128" /* never through a proxy */
 
 typedef struct http_msg {
     struct http_msg *next;
@@ -712,16 +711,6 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *arg)
 }
 
 /* The server's sockets must not leak into the stdio servers Caxton spawns. */
-static int on_socket_opened(void *arg, curl_socket_t fd, curlsocktype purpose)
-{
-    (void)arg;
-    (void)purpose;
-    int flags = fcntl(fd, F_GETFD);
-    if (flags >= 0)
-        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-    return CURL_SOCKOPT_OK;
-}
-
 /* ---- Sending --------------------------------------------------------------------------------- */
 
 static struct curl_slist *header_add(struct curl_slist *list, const char *line, bool *ok)
@@ -765,7 +754,6 @@ static CURL *easy_new(http_xfer *x, size_t len)
         return NULL;
     long timeout = (long)(c->cfg->timeout_ms + TRANSFER_SLACK_MS);
     bool ok = curl_easy_setopt(e, CURLOPT_URL, c->cfg->url) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)x) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body) == CURLE_OK &&
@@ -777,12 +765,9 @@ static CURL *easy_new(http_xfer *x, size_t len)
               curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_socket_opened) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_NOPROXY, NO_PROXY_HOSTS) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "") == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_USERAGENT, "caxton/" CAXTON_VERSION) == CURLE_OK;
+              curl_easy_setopt(e, CURLOPT_USERAGENT, "caxton/" CAXTON_VERSION) == CURLE_OK &&
+              curl_safety_apply(e);
     if (!ok) {
         curl_easy_cleanup(e);
         return NULL;

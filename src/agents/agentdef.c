@@ -106,6 +106,7 @@ static const field_def fields[] = {
     {"memory.workspace", K_TEXT, F(memory_workspace), 0, 1, 64, FL_NAME_LIKE},
     {"memory.max_entries", K_INT, F(memory_max_entries), 0, 1, 10000000, 0},
     {"memory.retention", K_DURATION, F(memory_retention_ms), 0, 0, 3650 * MS_DAY, 0},
+    {"memory.global_write", K_BOOL, F(memory_global_write), 0, 0, 0, 0},
     {"conversation", K_SECTION, 0, 0, 0, 0, 0},
     {"conversation.max_turns", K_INT, F(conversation_max_turns), 0, 1, 10000, 0},
     {"conversation.context_window", K_INT, F(conversation_context_window), 0, 256, 2000000, 0},
@@ -2070,7 +2071,7 @@ json_t *agentdef_to_json(const agent_def *d)
     const agent_budget *b = &d->limits_token_budget;
     return json_pack(
         "{s:s?, s:s?, s:s?, s:s, s:o, s:o, s:o,"
-        " s:{s:s?, s:s?, s:f, s:o}, s:{s:b, s:s, s:s?, s:I, s:o, s:I},"
+        " s:{s:s?, s:s?, s:f, s:o}, s:{s:b, s:s, s:s?, s:I, s:b, s:o, s:I},"
         " s:{s:I, s:I, s:o, s:I}, s:{s:o, s:I, s:I, s:o, s:I, s:I}, s:I, s:O?,"
         " s:s?, s:s?, s:{s:o, s:I, s:o, s:o, s:I}, s:s?, s:I}",
         "name", d->name, "version", d->version, "description", d->description, "runtime",
@@ -2081,7 +2082,8 @@ json_t *agentdef_to_json(const agent_def *d)
         d->llm_temperature, "max_tokens",
         d->llm_max_tokens ? json_integer(d->llm_max_tokens) : json_null(),
         "memory", "enabled", d->memory_enabled, "scope", scopes[d->memory_scope], "workspace",
-        d->memory_workspace, "max_entries", (json_int_t)d->memory_max_entries, "retention",
+        d->memory_workspace, "max_entries", (json_int_t)d->memory_max_entries, "global_write",
+        d->memory_global_write, "retention",
         duration_text(d->memory_retention_ms, true), "retention_ms",
         (json_int_t)d->memory_retention_ms,
         "conversation", "max_turns", (json_int_t)d->conversation_max_turns, "context_window",

@@ -89,6 +89,7 @@ typedef struct agent_def {
     char *memory_workspace;            /* default "default" */
     int64_t memory_max_entries;        /* default 10000 */
     uint64_t memory_retention_ms;      /* 0 = forever */
+    bool memory_global_write;          /* may write the global scope */
     /* conversation */
     int64_t conversation_max_turns;    /* default 50, 1..10000 */
     int64_t conversation_context_window; /* tokens, default 8000, 256..2000000 */

@@ -12,6 +12,7 @@
  * file schedules messages onto instances, builds the context, and turns the
  * outcome into the reply. */
 #include "agents/agent_internal.h"
+#include "agents/agent_memory.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,24 @@ static int build_context(agent *ag, const agent_def *def, const acl_message *m, 
         context_free(c);
         return CX_ENOMEM;
     }
-    char *prompt = agentdef_render_prompt(def, NULL);
+    /* memories about this message, in {{memory_context}} or after the
+     * prompt; none (and a log line) when the memory system fails */
+    char *query = content_text(m->content);
+    char *memories = def->memory_enabled
+                         ? agent_memory_context(ag->reg->a->memory, ag->name, def, query,
+                                                (size_t)def->conversation_context_window *
+                                                    CONTEXT_CHARS_PER_TOKEN / 4)
+                         : NULL;
+    free(query);
+    char *prompt = agentdef_render_prompt(def, memories);
+    if (prompt && memories && !(def->body && strstr(def->body, "memory_context"))) {
+        char *joined = NULL;
+        if (asprintf(&joined, "%s\n\nRelevant memories:\n%s", prompt, memories) >= 0) {
+            free(prompt);
+            prompt = joined;
+        }
+    }
+    free(memories);
     if (!prompt) {
         json_decref(history);
         context_free(c);

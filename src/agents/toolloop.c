@@ -13,6 +13,7 @@
  * Everything shares the message's deadline (limits.max_execution_time or
  * reply_by). */
 #include "agents/agent_internal.h"
+#include "agents/agent_memory.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,6 +209,13 @@ static void prepare_tools(run_state *run, mcp_hub *hub)
                               : "Ask another agent (receiver) or any agent with a capability, "
                                 "and wait for its reply.",
                   schema);
+        } else if (agent_memory_tool_name(t)) {
+            /* offered when this agent has memory and the server runs it */
+            if (!def->memory_enabled || !run->in->owner->reg->a->memory)
+                continue;
+            json_t *schema = json_loads(agent_memory_tool_schema(t), 0, NULL);
+            json_array_append_new(run->keep, schema);
+            offer(run, t, agent_memory_tool_description(t), schema);
         } else if (strchr(t, '.') && hub) {
             const mcp_tool_info *info = mcp_hub_tool(hub, t);
             if (info) {
@@ -515,6 +523,17 @@ static bool start_tool(run_state *run, pending_tool *pt, const llm_tool_call *ca
     if (strcmp(real, "send_message") == 0)
         return start_send(run, pt, call->arguments);
     agent *ag = run->in->owner;
+    if (agent_memory_tool_name(real)) {
+        /* local and quick: answered in this round */
+        uint64_t t0 = time_monotonic_ns();
+        bool is_error = true;
+        char *text = agent_memory_tool_call(ag->reg->a->memory, ag->name, run->def, real,
+                                            call->arguments, &is_error);
+        add_tool_result(run, pt->call_id, pt->llm_name, text ? text : "memory error", is_error);
+        free(text);
+        record_tool(run, real, !is_error, (time_monotonic_ns() - t0) / 1000000u);
+        return false;
+    }
     mcp_hub *hub = ag->reg->a->tools;
     cx_error err;
     uint64_t left = time_left(run);

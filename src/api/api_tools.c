@@ -12,6 +12,7 @@
 #include "agents/registry.h"
 #include "api/routes.h"
 #include "core/util.h"
+#include "memory/memstore.h"
 #include "tools/mcp.h"
 
 #define TEST_TIMEOUT_MS 15000u
@@ -49,8 +50,14 @@ static json_t *agent_tools(http_request *req, http_response *res, const char *na
             entry = json_pack("{s:s, s:s, s:b, s:s}", "tool", t, "kind", "builtin", "reachable",
                               1, "detail", "built into the server");
         } else if (memory_tool(t)) {
-            entry = json_pack("{s:s, s:s, s:b, s:s}", "tool", t, "kind", "memory", "reachable",
-                              0, "detail", "memory tools are not available in this version");
+            memstore *ms = req->app->memory;
+            bool up = ms && memstore_available(ms) && def->memory_enabled;
+            entry = json_pack("{s:s, s:s, s:b, s:s}", "tool", t, "kind", "memory", "reachable", up,
+                              "detail",
+                              !def->memory_enabled  ? "memory.enabled is false in the agent file"
+                              : up                  ? "the embedded memory store is available"
+                                                    : "the memory store is unavailable (caxton "
+                                                      "memory health-check)");
         } else {
             char server[MCP_NAME_MAX + 1];
             const char *dot = strchr(t, '.');

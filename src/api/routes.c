@@ -78,6 +78,24 @@ static const route route_table[] = {
     {"POST", "/api/v1/tools/reconnect", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP, true,
      api_tools_reconnect},
     {"POST", "/api/v1/tools/test", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP, true, api_tools_test},
+    /* the literal memory routes come before POST /memory/{operation} */
+    {"POST", "/api/v1/memory/entities", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP, true,
+     api_memory_entity_put},
+    {"GET", "/api/v1/memory/entities/{scope}/{name}", TOKEN_ROLE_VIEWER, false, ROUTE_LOOP, false,
+     api_memory_entity_get},
+    {"DELETE", "/api/v1/memory/entities/{scope}/{name}", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP,
+     false, api_memory_entity_delete},
+    {"POST", "/api/v1/memory/relations", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP, true,
+     api_memory_relation_put},
+    {"GET", "/api/v1/memory/search", TOKEN_ROLE_VIEWER, false, ROUTE_LOOP, false,
+     api_memory_search},
+    {"GET", "/api/v1/memory/graph/{scope}/{name}", TOKEN_ROLE_VIEWER, false, ROUTE_LOOP, false,
+     api_memory_graph},
+    {"POST", "/api/v1/memory/{operation}", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP, true,
+     api_memory_operation},
+    {"GET", "/api/v1/jobs/{id}", TOKEN_ROLE_VIEWER, false, ROUTE_LOOP, false, api_jobs_get},
+    {"POST", "/api/v1/agents/{name}/reconnect-memory", TOKEN_ROLE_OPERATOR, false, ROUTE_LOOP,
+     true, api_agents_reconnect_memory},
 };
 #define ROUTE_COUNT (sizeof route_table / sizeof route_table[0])
 

@@ -82,4 +82,15 @@ void api_tools_status(http_request *req, http_response *res);
 void api_tools_reconnect(http_request *req, http_response *res);
 void api_tools_test(http_request *req, http_response *res);
 
+/* api_memory.c */
+void api_memory_entity_put(http_request *req, http_response *res);
+void api_memory_entity_get(http_request *req, http_response *res);
+void api_memory_entity_delete(http_request *req, http_response *res);
+void api_memory_relation_put(http_request *req, http_response *res);
+void api_memory_search(http_request *req, http_response *res);
+void api_memory_graph(http_request *req, http_response *res);
+void api_memory_operation(http_request *req, http_response *res);
+void api_jobs_get(http_request *req, http_response *res);
+void api_agents_reconnect_memory(http_request *req, http_response *res);
+
 #endif

@@ -136,6 +136,28 @@ bool cli_flag_set(const cli_invocation *inv, const char *name)
     return cli_flag_value(inv, name) != NULL;
 }
 
+size_t cli_flag_values(const cli_invocation *inv, const char *name, const char **out,
+                       size_t max)
+{
+    size_t n = 0, len = strlen(name);
+    if (!cli_flag_set(inv, name))
+        return 0;
+    /* The parser accepted the line, so a value never starts with "--": every
+     * "--name" word is the flag, and the word after it its value. */
+    for (int i = 1; i < inv->argc && n < max; i++) {
+        const char *arg = inv->argv[i];
+        if (strcmp(arg, "--") == 0)
+            break;
+        if (strncmp(arg, "--", 2) != 0 || strncmp(arg + 2, name, len) != 0)
+            continue;
+        if (arg[2 + len] == '=')
+            out[n++] = arg + 3 + len;
+        else if (arg[2 + len] == '\0' && i + 1 < inv->argc)
+            out[n++] = inv->argv[++i];
+    }
+    return n;
+}
+
 int cli_flag_count(const cli_invocation *inv, const char *name, uint64_t fallback, uint64_t max,
                    uint64_t *out)
 {
@@ -654,6 +676,8 @@ cli_parse_result cli_parse(const cli_table *table, int argc, char **argv, char *
     memset(inv, 0, sizeof *inv);
     inv->table = table;
     inv->envp = envp;
+    inv->argc = argc;
+    inv->argv = argv;
     inv->now_ms = now_ms;
     cx_error_clear(err);
 
@@ -758,8 +782,8 @@ cli_parse_result cli_parse(const cli_table *table, int argc, char **argv, char *
     for (size_t i = 0; inv->command->flags && inv->command->flags[i]; i++) {
         const cli_flag *f = inv->command->flags[i];
         if (f->required && !inv->values[i]) {
-            cx_error_set(err, CX_EINVAL, "missing --%s %s for '%s'", f->name,
-                         cli_flag_value_name(f), label);
+            cx_error_set(err, CX_EINVAL, "missing --%s%s%s for '%s'", f->name,
+                         f->kind == CLI_SWITCH ? "" : " ", cli_flag_value_name(f), label);
             inv->error_shows_usage = true;
             return CLI_PARSE_ERROR;
         }

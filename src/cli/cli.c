@@ -204,6 +204,211 @@ static const cli_flag *const tools_status_flags[] = {&flag_tools_agent, &flag_ca
 static const cli_flag *const tools_reconnect_flags[] = {&flag_tools_agent, &flag_tools_server,
                                                         &flag_cacert, NULL};
 
+/* Memory: the guide's operations (POST /api/v1/memory/{op}, or offline on the
+ * files) and the entity commands. */
+static const char *const merge_choices[] = {"skip", "update", "error", NULL};
+static const char *const search_mode_choices[] = {"hybrid", "vector", "text", NULL};
+
+static const cli_flag flag_mem_embedded = {
+    "embedded", CLI_SWITCH, NULL, NULL, false,
+    "Accepted for compatibility: the memory system is always embedded"};
+static const cli_flag flag_mem_offline = {
+    "offline", CLI_SWITCH, NULL, NULL, false,
+    "Work on the files in the data dir even if a server could be asked (not while one runs, "
+    "for the operations that replace the files)"};
+static const cli_flag flag_mem_agent = {"agent", CLI_TEXT, "NAME", NULL, false,
+                                        "Only this agent's memory (as this agent sees it)"};
+static const cli_flag flag_health_quick = {"quick", CLI_SWITCH, NULL, NULL, false,
+                                           "Only the fast checks (no full integrity scan)"};
+static const cli_flag flag_integrity_full = {"full", CLI_SWITCH, NULL, NULL, false,
+                                             "Check every page, index and the vector index"};
+static const cli_flag flag_integrity_quick = {"quick", CLI_SWITCH, NULL, NULL, false,
+                                              "Check the database structure only (faster)"};
+static const cli_flag flag_export_report = {
+    "export-report", CLI_SWITCH, NULL, NULL, false,
+    "Also write the report to a file: FILE, or one beside the database"};
+static const cli_flag flag_from_wal = {"from-wal", CLI_SWITCH, NULL, NULL, false,
+                                       "Recover by replaying the write-ahead log"};
+static const cli_flag flag_backup_first = {"backup-first", CLI_SWITCH, NULL, NULL, false,
+                                           "Copy the damaged files aside before recovering"};
+static const cli_flag flag_recover_from_backup = {"from-backup", CLI_SWITCH, NULL, NULL, false,
+                                                  "Recover from the newest good backup"};
+static const cli_flag flag_verify = {"verify", CLI_SWITCH, NULL, NULL, false,
+                                     "Check the recovered database's integrity afterwards"};
+static const cli_flag flag_restore_from_backup = {
+    "from-backup", CLI_SWITCH, NULL, NULL, true,
+    "Restore from a backup: 'latest' or a backup file"};
+static const cli_flag flag_verify_integrity = {
+    "verify-integrity", CLI_SWITCH, NULL, NULL, false,
+    "Check the backup's checksum and integrity before swapping it in"};
+static const cli_flag flag_backup_label = {"label", CLI_TEXT, "LABEL", NULL, false,
+                                           "A label recorded with the backup"};
+static const cli_flag flag_export_json = {"json", CLI_SWITCH, NULL, NULL, true,
+                                          "Export as JSON to FILE (relative to here)"};
+static const cli_flag flag_json_output = {"json", CLI_SWITCH, NULL, NULL, false,
+                                          "Print the answer as JSON (as --output json does)"};
+static const cli_flag flag_import_validate = {"validate", CLI_SWITCH, NULL, NULL, false,
+                                              "Check the whole file before importing anything "
+                                              "(always done; accepted as the guide writes it)"};
+static const cli_flag flag_import_dry_run = {"dry-run", CLI_SWITCH, NULL, NULL, false,
+                                             "Only check the file; write nothing"};
+static const cli_flag flag_import_merge = {
+    "merge", CLI_CHOICE, "skip|update|error", merge_choices, false,
+    "What to do with entities that exist already (default error: nothing is written)"};
+static const cli_flag flag_reinit_empty = {"empty", CLI_SWITCH, NULL, NULL, true,
+                                           "Start from an empty memory database"};
+static const cli_flag flag_yes = {"yes", CLI_SWITCH, NULL, NULL, false,
+                                  "Do not ask for confirmation"};
+static const cli_flag flag_reindex_full = {"full", CLI_SWITCH, NULL, NULL, false,
+                                           "Rebuild the text and vector indexes from scratch"};
+static const cli_flag flag_scope_aware = {"scope-aware", CLI_SWITCH, NULL, NULL, false,
+                                          "Rebuild scope by scope"};
+static const cli_flag flag_reindex_optimize = {"optimize", CLI_SWITCH, NULL, NULL, false,
+                                               "Optimize the indexes afterwards"};
+static const cli_flag flag_vacuum = {"vacuum", CLI_SWITCH, NULL, NULL, false,
+                                     "Rewrite the database file to reclaim free pages"};
+static const cli_flag flag_compact = {"compact", CLI_SWITCH, NULL, NULL, false,
+                                      "Checkpoint and truncate the write-ahead log"};
+static const cli_flag flag_scope_conflicts = {
+    "scope-conflicts", CLI_SWITCH, NULL, NULL, false,
+    "Find and fix entities whose scope does not match their owner"};
+static const cli_flag flag_indexes = {"indexes", CLI_SWITCH, NULL, NULL, true,
+                                      "Optimize the text and vector indexes"};
+static const cli_flag flag_background = {
+    "background", CLI_SWITCH, NULL, NULL, false,
+    "Run as a server job and print its id ('caxton memory job ID')"};
+static const cli_flag flag_auto_compact = {"auto-compact", CLI_SWITCH, NULL, NULL, true,
+                                           "Compact when the log or free pages grow too large"};
+static const cli_flag flag_by_scope = {"by-scope", CLI_SWITCH, NULL, NULL, false,
+                                       "A row per scope"};
+static const cli_flag flag_usage_detailed = {"detailed", CLI_SWITCH, NULL, NULL, false,
+                                             "Also entity types and sizes"};
+static const cli_flag flag_breakdown = {"breakdown", CLI_SWITCH, NULL, NULL, false,
+                                        "Split by database, indexes, log and cache"};
+static const cli_flag flag_all_agents = {"all-agents", CLI_SWITCH, NULL, NULL, false,
+                                         "Every agent instead of one"};
+static const cli_flag flag_reset_scope = {"scope", CLI_TEXT, "agent|workspace|global", NULL,
+                                          true, "The scope to reset the agent's access to"};
+static const cli_flag flag_workspace = {"workspace", CLI_TEXT, "NAME", NULL, false,
+                                        "The workspace (with --scope workspace)"};
+static const cli_flag flag_perf_detailed = {"detailed", CLI_SWITCH, NULL, NULL, false,
+                                            "Also per-operation latency percentiles"};
+static const cli_flag flag_threshold = {"threshold", CLI_DURATION, NULL, NULL, false,
+                                        "Queries slower than this (default from the server)"};
+static const cli_flag flag_optimize_suggestions = {"optimize-suggestions", CLI_SWITCH, NULL,
+                                                   NULL, false, "Suggest what to change"};
+static const cli_flag flag_fragmentation = {"fragmentation", CLI_SWITCH, NULL, NULL, false,
+                                            "Measure free pages and fragmentation per index"};
+static const cli_flag flag_cache_size = {"size", CLI_TEXT, "SIZE|+SIZE|-SIZE", NULL, true,
+                                         "The new cache size, or a change (+512MB)"};
+static const cli_flag flag_search_scope = {"scope", CLI_TEXT, "SCOPE", NULL, false,
+                                           "Only this scope: global, agent:NAME, workspace:NAME"};
+static const cli_flag flag_search_limit = {"limit", CLI_TEXT, "N", NULL, false,
+                                           "At most N results (default 10)"};
+static const cli_flag flag_types = {"types", CLI_TEXT, "A,B", NULL, false,
+                                    "Only entities of these types"};
+static const cli_flag flag_min_score = {"min-score", CLI_TEXT, "X", NULL, false,
+                                        "Only results scoring at least X"};
+static const cli_flag flag_depth = {"depth", CLI_TEXT, "D", NULL, false,
+                                    "Follow relations this many steps (0 to 5)"};
+static const cli_flag flag_search_mode = {"mode", CLI_CHOICE, "hybrid|vector|text",
+                                          search_mode_choices, false,
+                                          "How to match (default hybrid)"};
+static const cli_flag flag_history = {"history", CLI_SWITCH, NULL, NULL, false,
+                                      "Also the entity's change history"};
+static const cli_flag flag_store_scope = {"scope", CLI_TEXT, "SCOPE", NULL, true,
+                                          "global, agent:NAME or workspace:NAME"};
+static const cli_flag flag_entity_name = {"name", CLI_TEXT, "NAME", NULL, true,
+                                          "The entity's name"};
+static const cli_flag flag_entity_type = {"type", CLI_TEXT, "TYPE", NULL, false,
+                                          "The entity's type (person, project...)"};
+static const cli_flag flag_observation = {"observation", CLI_TEXT, "TEXT", NULL, false,
+                                          "An observation to add (repeat for more)"};
+static const cli_flag flag_confidence = {"confidence", CLI_TEXT, "X", NULL, false,
+                                         "Confidence from 0 to 1"};
+static const cli_flag flag_from = {"from", CLI_TEXT, "NAME", NULL, true,
+                                   "The entity the relation starts at"};
+static const cli_flag flag_relation_to = {"to", CLI_TEXT, "NAME", NULL, true,
+                                          "The entity the relation points to"};
+static const cli_flag flag_relation_type = {"type", CLI_TEXT, "TYPE", NULL, true,
+                                            "The relation's type (works_on, depends_on...)"};
+static const cli_flag flag_strength = {"strength", CLI_TEXT, "X", NULL, false,
+                                       "Strength from 0 to 1 (default 1)"};
+
+static const cli_flag *const mem_health_flags[] = {
+    &flag_mem_embedded, &flag_health_quick, &flag_mem_offline, &flag_json_output, &flag_cacert,
+    NULL};
+static const cli_flag *const mem_integrity_flags[] = {
+    &flag_integrity_full, &flag_integrity_quick, &flag_mem_offline, &flag_json_output, &flag_cacert,
+    NULL};
+static const cli_flag *const mem_embedded_flags[] = {&flag_mem_embedded, &flag_mem_offline,
+                                                     &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_corruption_flags[] = {&flag_export_report, &flag_mem_offline,
+                                                       &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_recover_flags[] = {
+    &flag_from_wal, &flag_backup_first, &flag_recover_from_backup, &flag_verify, &flag_mem_offline,
+    &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_restore_flags[] = {
+    &flag_restore_from_backup, &flag_verify_integrity, &flag_mem_offline, &flag_json_output,
+    &flag_cacert, NULL};
+static const cli_flag *const mem_offline_flags[] = {&flag_mem_offline, &flag_json_output,
+                                                    &flag_cacert, NULL};
+static const cli_flag *const mem_backup_flags[] = {&flag_backup_label, &flag_mem_offline,
+                                                   &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_export_flags[] = {&flag_export_json, &flag_mem_offline,
+                                                   &flag_cacert, NULL};
+static const cli_flag *const mem_import_flags[] = {
+    &flag_import_validate, &flag_import_dry_run, &flag_import_merge, &flag_mem_offline, &flag_json_output, &flag_cacert,
+    NULL};
+static const cli_flag *const mem_reinit_flags[] = {&flag_reinit_empty, &flag_yes, &flag_mem_offline,
+                                                   &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_reindex_flags[] = {
+    &flag_reindex_full, &flag_mem_agent, &flag_scope_aware, &flag_reindex_optimize,
+    &flag_mem_embedded, &flag_mem_offline, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_cleanup_flags[] = {
+    &flag_vacuum, &flag_compact, &flag_scope_conflicts, &flag_mem_agent, &flag_mem_embedded,
+    &flag_mem_offline, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_optimize_flags[] = {
+    &flag_indexes, &flag_background, &flag_mem_offline, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_maintenance_flags[] = {
+    &flag_auto_compact, &flag_background, &flag_mem_offline, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_usage_flags[] = {
+    &flag_by_scope, &flag_usage_detailed, &flag_mem_offline, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_resource_flags[] = {
+    &flag_mem_embedded, &flag_breakdown, &flag_mem_offline, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_scope_status_flags[] = {&flag_all_agents, &flag_mem_offline,
+                                                         &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_violations_flags[] = {&flag_mem_agent, &flag_mem_offline,
+                                                       &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_scope_reset_flags[] = {
+    &flag_reset_scope, &flag_workspace, &flag_mem_offline, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_perf_flags[] = {&flag_perf_detailed, &flag_mem_offline,
+                                                 &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_slow_flags[] = {&flag_threshold, &flag_mem_offline,
+                                                 &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_analyze_flags[] = {&flag_optimize_suggestions, &flag_mem_offline,
+                                                    &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_index_flags[] = {&flag_fragmentation, &flag_mem_offline,
+                                                  &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_cache_flags[] = {
+    &flag_cache_size, &flag_mem_embedded, &flag_mem_offline, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_search_flags[] = {
+    &flag_search_scope, &flag_search_limit, &flag_types, &flag_min_score, &flag_depth,
+    &flag_search_mode, &flag_mem_agent, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_show_flags[] = {&flag_history, &flag_mem_agent, &flag_json_output,
+                                                 &flag_cacert, NULL};
+static const cli_flag *const mem_store_flags[] = {
+    &flag_store_scope, &flag_entity_name, &flag_entity_type, &flag_observation, &flag_confidence,
+    &flag_mem_agent, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_relate_flags[] = {
+    &flag_store_scope, &flag_from, &flag_relation_to, &flag_relation_type, &flag_strength,
+    &flag_mem_agent, &flag_json_output, &flag_cacert, NULL};
+static const cli_flag *const mem_entity_flags[] = {&flag_mem_agent, &flag_json_output, &flag_cacert,
+                                                   NULL};
+static const cli_flag *const mem_graph_flags[] = {&flag_depth, &flag_mem_agent, &flag_json_output,
+                                                  &flag_cacert, NULL};
+static const cli_flag *const mem_job_flags[] = {&flag_json_output, &flag_cacert, NULL};
+
 /* ---- The table ------------------------------------------------------------------------------ */
 
 static const cli_group groups[] = {
@@ -216,6 +421,7 @@ static const cli_group groups[] = {
     {"messages", "Send FIPA-ACL messages to agents"},
     {"capabilities", "Capabilities, their providers and conflicts"},
     {"tools", "MCP tool servers: status, reconnection and connectivity tests"},
+    {"memory", "Agent memory: health, recovery, backups, maintenance, scopes and entities"},
     {"config", "Validate and show the server configuration and its audit log"},
     {"token", "Create, list and revoke API tokens"},
     {"wasm", "Check and run WebAssembly modules with Caxton's engine (offline)"},
@@ -226,6 +432,12 @@ static const cli_group groups[] = {
 #define SERVICE_TIMEOUT_MS 30000u
 #define LOAD_TIMEOUT_MS 30000u
 #define TEST_TOOLS_TIMEOUT_MS 30000u
+#define MEMORY_TIMEOUT_MS 60000u
+#define MEMORY_LONG_TIMEOUT_MS 600000u /* backups, recovery, reindexing: the whole database */
+#define MEMORY_OFFLINE_NOTE                                                                        \
+    "Asks the server (POST /api/v1/memory/{op}); when none runs, an operation that can work\n"   \
+    "on the files does so in the data dir (memory.path, memory.backups.dir). --offline\n"        \
+    "forces that; the operations that replace the files refuse it while a server runs."
 #define TEST_ALL_TIMEOUT_MS 30000u /* per agent probe */ /* the server starts a fresh child per tool server */ /* the server validates and loads a definition first */
 
 static const cli_command commands[] = {
@@ -326,6 +538,10 @@ static const cli_command commands[] = {
      "file in it (not in subdirectories, hidden files skipped) is checked as by 'agents\n"
      "validate', and agent names must be unique across the files. Exits 1 when a file has\n"
      "errors."},
+    {"agents", "reconnect-memory", cmd_agents_reconnect_memory, "NAME", 1, 1, mem_job_flags, 0,
+     0, "Reopen an agent's connection to the memory store",
+     "For an agent whose memory calls fail ('caxton memory connection-test NAME'). Exits 1\n"
+     "when it still cannot reach its memory."},
     {"conversations", "queue-status", cmd_conversations_queue_status, "NAME", 1, 1, server_flags,
      0, 0, "Show an agent's queue: depth, oldest message, rates, instances",
      "Exits 1 when the queue is full (new messages are refused)."},
@@ -364,6 +580,106 @@ static const cli_command commands[] = {
     {"tools", "test-connectivity", cmd_tools_test_connectivity, NULL, 0, 0, tools_status_flags,
      0, TEST_TOOLS_TIMEOUT_MS, "Run an initialize + tools/list round trip per tool server",
      "Each server is tested on a fresh connection, with timings. Exits 1 if any fails."},
+    {"memory", "health-check", cmd_memory_op, "[AGENT]", 0, 1, mem_health_flags, 0,
+     MEMORY_TIMEOUT_MS, "Check the memory database, its indexes and backups",
+     "With AGENT, also that agent's access to its scopes. Exits 1 when a check fails.\n"
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "integrity-check", cmd_memory_op, NULL, 0, 0, mem_integrity_flags, 0,
+     MEMORY_LONG_TIMEOUT_MS, "Check the database's integrity (--full or --quick)",
+     "Exits 1 when it finds damage; 'caxton memory corruption-analysis' says more.\n"
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "wal-status", cmd_memory_op, NULL, 0, 0, mem_embedded_flags, 0, MEMORY_TIMEOUT_MS,
+     "Show the write-ahead log: size, frames, last checkpoint", MEMORY_OFFLINE_NOTE},
+    {"memory", "corruption-analysis", cmd_memory_op, "[FILE]", 0, 1, mem_corruption_flags,
+     CLI_CMD_ARGS_FILES, MEMORY_LONG_TIMEOUT_MS,
+     "Find damaged pages, tables and indexes and what can be saved",
+     "With --export-report the report is also written to FILE (relative to here), or\n"
+     "beside the database when no FILE is given. Exits 1 when damage is found.\n"
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "recover", cmd_memory_op, NULL, 0, 0, mem_recover_flags, 0, MEMORY_LONG_TIMEOUT_MS,
+     "Repair the database: --from-wal [--backup-first] or --from-backup [--verify]",
+     "The server quiesces memory while the files are replaced.\n" MEMORY_OFFLINE_NOTE},
+    {"memory", "restore", cmd_memory_op, "latest|FILE", 1, 1, mem_restore_flags,
+     CLI_CMD_ARGS_FILES, MEMORY_LONG_TIMEOUT_MS, "Replace the database with a backup",
+     "'latest' is the newest backup in the backups dir. Example:\n"
+     "caxton memory restore --from-backup latest --verify-integrity\n" MEMORY_OFFLINE_NOTE},
+    {"memory", "emergency-backup", cmd_memory_op, NULL, 0, 0, mem_offline_flags, 0,
+     MEMORY_LONG_TIMEOUT_MS, "Copy the database files as they are, even if damaged",
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "backup", cmd_memory_op, NULL, 0, 0, mem_backup_flags, 0, MEMORY_LONG_TIMEOUT_MS,
+     "Take a consistent backup (with a checksum) into the backups dir",
+     "Older backups beyond memory.backups.keep are deleted.\n" MEMORY_OFFLINE_NOTE},
+    {"memory", "export", cmd_memory_op, "FILE", 1, 1, mem_export_flags, CLI_CMD_ARGS_FILES,
+     MEMORY_LONG_TIMEOUT_MS, "Write every entity, observation and relation to a JSON file",
+     "Example: caxton memory export --json memory-export.json\n" MEMORY_OFFLINE_NOTE},
+    {"memory", "import", cmd_memory_op, "FILE", 1, 1, mem_import_flags, CLI_CMD_ARGS_FILES,
+     MEMORY_LONG_TIMEOUT_MS, "Load entities and relations from an exported JSON file",
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "reinitialize", cmd_memory_op, NULL, 0, 0, mem_reinit_flags, 0,
+     MEMORY_LONG_TIMEOUT_MS, "Start over with an empty memory database",
+     "Asks for confirmation unless --yes is given.\n" MEMORY_OFFLINE_NOTE},
+    {"memory", "reindex", cmd_memory_op, NULL, 0, 0, mem_reindex_flags, 0, MEMORY_LONG_TIMEOUT_MS,
+     "Rebuild the text and vector indexes", MEMORY_OFFLINE_NOTE},
+    {"memory", "cleanup", cmd_memory_op, NULL, 0, 0, mem_cleanup_flags, 0, MEMORY_LONG_TIMEOUT_MS,
+     "Reclaim space: --vacuum, --compact, --scope-conflicts", MEMORY_OFFLINE_NOTE},
+    {"memory", "optimize", cmd_memory_op, NULL, 0, 0, mem_optimize_flags, 0,
+     MEMORY_LONG_TIMEOUT_MS, "Optimize the indexes", MEMORY_OFFLINE_NOTE},
+    {"memory", "maintenance", cmd_memory_op, NULL, 0, 0, mem_maintenance_flags, 0,
+     MEMORY_LONG_TIMEOUT_MS, "Compact the database and log when they have grown",
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "usage", cmd_memory_op, NULL, 0, 0, mem_usage_flags, 0, MEMORY_TIMEOUT_MS,
+     "Entities, observations, relations and bytes, in total or per scope", MEMORY_OFFLINE_NOTE},
+    {"memory", "resource-usage", cmd_memory_op, NULL, 0, 0, mem_resource_flags, 0,
+     MEMORY_TIMEOUT_MS, "Disk and memory used by the database, indexes and cache",
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "scope-status", cmd_memory_op, "[AGENT]", 0, 1, mem_scope_status_flags, 0,
+     MEMORY_TIMEOUT_MS, "Which scopes an agent (or --all-agents) can read and write",
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "permissions-check", cmd_memory_op, "AGENT", 1, 1, mem_offline_flags, 0,
+     MEMORY_TIMEOUT_MS, "Check an agent's memory settings against its scopes",
+     "Exits 1 when the agent's memory configuration is inconsistent.\n" MEMORY_OFFLINE_NOTE},
+    {"memory", "violations", cmd_memory_op, NULL, 0, 0, mem_violations_flags, CLI_CMD_WINDOW,
+     MEMORY_TIMEOUT_MS, "List refused memory accesses (scope violations)",
+     "Example: caxton memory violations --last-24h --agent invoice-checker\n"
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "scope-reset", cmd_memory_op, "AGENT", 1, 1, mem_scope_reset_flags, 0,
+     MEMORY_TIMEOUT_MS, "Reset an agent's memory scope to agent, workspace or global",
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "performance-metrics", cmd_memory_op, NULL, 0, 0, mem_perf_flags, CLI_CMD_WINDOW,
+     MEMORY_TIMEOUT_MS, "Memory operation counts and latencies",
+     "Example: caxton memory performance-metrics --detailed --last-1h\n" MEMORY_OFFLINE_NOTE},
+    {"memory", "slow-queries", cmd_memory_op, NULL, 0, 0, mem_slow_flags, 0, MEMORY_TIMEOUT_MS,
+     "Recent memory queries slower than --threshold", MEMORY_OFFLINE_NOTE},
+    {"memory", "analyze-queries", cmd_memory_op, NULL, 0, 0, mem_analyze_flags, 0,
+     MEMORY_TIMEOUT_MS, "Which query shapes cost the most time", MEMORY_OFFLINE_NOTE},
+    {"memory", "index-analysis", cmd_memory_op, NULL, 0, 0, mem_index_flags, 0,
+     MEMORY_LONG_TIMEOUT_MS, "Sizes and health of the text and vector indexes",
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "adjust-cache", cmd_memory_op, NULL, 0, 0, mem_cache_flags, 0, MEMORY_TIMEOUT_MS,
+     "Change the memory cache size of the running server",
+     "Example: caxton memory adjust-cache --size +512MB. Lasts until the server restarts;\n"
+     "set memory.cache_size to keep it.\n" MEMORY_OFFLINE_NOTE},
+    {"memory", "connection-test", cmd_memory_op, "AGENT", 1, 1, mem_offline_flags, 0,
+     MEMORY_TIMEOUT_MS, "Check that an agent can reach its memory: a read round trip",
+     "Exits 1 when it cannot; 'caxton agents reconnect-memory AGENT' reconnects it.\n"
+     MEMORY_OFFLINE_NOTE},
+    {"memory", "search", cmd_memory_search, "QUERY", 1, 1, mem_search_flags, 0, 0,
+     "Search entities by meaning and text, ranked", NULL},
+    {"memory", "show", cmd_memory_show, "SCOPE NAME", 2, 2, mem_show_flags, 0, 0,
+     "Show an entity, its observations and optionally its history", NULL},
+    {"memory", "store", cmd_memory_store, NULL, 0, 0, mem_store_flags, 0, 0,
+     "Create an entity or add observations to it",
+     "Example: caxton memory store --scope global --name acme --type company\n"
+     "  --observation 'pays invoices in 30 days' --observation 'based in Lyon'"},
+    {"memory", "relate", cmd_memory_relate, NULL, 0, 0, mem_relate_flags, 0, 0,
+     "Relate two entities of a scope", NULL},
+    {"memory", "delete", cmd_memory_delete, "SCOPE NAME", 2, 2, mem_entity_flags, 0, 0,
+     "Delete an entity with its observations and relations", NULL},
+    {"memory", "graph", cmd_memory_graph, "SCOPE NAME", 2, 2, mem_graph_flags, 0, 0,
+     "Show the entities related to one, up to --depth steps", NULL},
+    {"memory", "job", cmd_memory_job, "ID", 1, 1, mem_job_flags, 0, 0,
+     "Show a background memory job's state and result",
+     "Exits 1 when the job failed or its result is not ok."},
     {"token", "create", cmd_token_create, NULL, 0, 0, token_create_flags, 0, 0,
      "Create an API token (it is shown once)", NULL},
     {"token", "list", cmd_token_list, NULL, 0, 0, server_flags, 0, 0, "List API tokens", NULL},

@@ -141,6 +141,8 @@ typedef struct cli_invocation {
     size_t arg_count;
     const char *values[CLI_MAX_FLAGS]; /* by index in command->flags; "" for a set switch */
     char *const *envp;
+    int argc;                    /* the command line as given, for repeated flags */
+    char **argv;
     uint64_t now_ms;
     bool error_shows_usage;      /* after CLI_PARSE_ERROR: print the usage line too */
 } cli_invocation;
@@ -161,6 +163,10 @@ cli_parse_result cli_parse(const cli_table *table, int argc, char **argv, char *
  * the command's flags). */
 const char *cli_flag_value(const cli_invocation *inv, const char *name);
 bool cli_flag_set(const cli_invocation *inv, const char *name);
+/* Every value of a flag given more than once (--observation A --observation
+ * B), in order, up to max; returns how many were stored. */
+size_t cli_flag_values(const cli_invocation *inv, const char *name, const char **out,
+                       size_t max);
 /* A count flag (--limit N): fallback when not given, else a whole number
  * from 1 to max. Prints the usage error itself; returns an exit code. */
 int cli_flag_count(const cli_invocation *inv, const char *name, uint64_t fallback, uint64_t max,
@@ -193,6 +199,14 @@ int cli_exit_for_http_status(long status);
  * two only when no server was named). Prints config errors itself; returns
  * an exit code (0 when c is ready). */
 int cli_connect(const cli_invocation *inv, client *c);
+/* cli_connect with the configuration already loaded (cli_config_load) when
+ * cfg is not NULL, so it is not read (and warned about) twice. */
+int cli_connect_with(const cli_invocation *inv, const cx_config *cfg, client *c);
+/* The URL of the server found on this host: <data_dir>/run/api.url, else the
+ * config's api.listen; NULL, silently, when neither names one. free() it. */
+char *cli_local_server_url(const cx_config *cfg);
+/* True while a server holds the data dir's lock (it is running on it). */
+bool cli_server_holds_lock(const char *data_dir);
 /* config_load as the client commands do it: the invocation's --config and
  * --data-dir over flags' other fields, in client mode (config_flags.client).
  * When the file was skipped as unreadable, says so on stderr. */
@@ -300,6 +314,15 @@ int cmd_conversations_dead_letters(const cli_invocation *inv);
 int cmd_messages_send(const cli_invocation *inv);
 int cmd_capabilities_list(const cli_invocation *inv);
 int cmd_capabilities_check_conflicts(const cli_invocation *inv);
+int cmd_memory_op(const cli_invocation *inv); /* the operation is the command's name */
+int cmd_memory_search(const cli_invocation *inv);
+int cmd_memory_show(const cli_invocation *inv);
+int cmd_memory_store(const cli_invocation *inv);
+int cmd_memory_relate(const cli_invocation *inv);
+int cmd_memory_delete(const cli_invocation *inv);
+int cmd_memory_graph(const cli_invocation *inv);
+int cmd_memory_job(const cli_invocation *inv);
+int cmd_agents_reconnect_memory(const cli_invocation *inv);
 
 /* Why an agent summary (GET /api/v1/agents) is in an error state: failed,
  * reloading, draining, suspended with messages queued, or its last reload
@@ -314,6 +337,22 @@ json_t *cli_scale_instances(const char *text, cx_error *err);
  * --json-content), --performative (default request), --conversation,
  * --in-reply-to. NULL with err (CX_EINVAL: a usage error) otherwise. */
 json_t *cli_message_body(const cli_invocation *inv, cx_error *err);
+/* The JSON arguments of `memory <op>` (the command's name) from its flags,
+ * as POST /api/v1/memory/{op} and memops_run take them: dashes become
+ * underscores, a switch is true, a value a string (--threshold 5s -> "5s"),
+ * file names (--json FILE, import FILE, restore FILE, corruption-analysis
+ * FILE) absolute, the positional AGENT "agent", a --last-<duration> or
+ * --since window "since" in epoch ms; --cacert and --offline are left out.
+ * NULL with err (CX_EINVAL: a usage error, such as integrity-check without
+ * --full or --quick) otherwise. */
+json_t *cli_memory_args(const cli_invocation *inv, cx_error *err);
+/* Whether a memory operation replaces the database files (recover, restore,
+ * import, reinitialize): offline only while no server runs. */
+bool cli_memory_replaces_files(const char *op);
+/* path made absolute against the working directory (a leading "./" is
+ * dropped; nothing is resolved or required to exist). free() the result;
+ * NULL when the working directory is unknown or out of memory. */
+char *cli_absolute_path(const char *path);
 /* Prints agent-definition diagnostics as the API gives them
  * ([{"severity","line","column","field","message","hint"}]) the way
  * `agents validate` prints them: "file:line:column: error: field: message"

@@ -508,15 +508,20 @@ int cli_config_load(const cli_invocation *inv, config_flags *flags, cx_config **
     return rc;
 }
 
-/* The URL of the server found on this host: its URL file in the data dir,
- * else the config's api.listen. Prints why not and returns NULL. */
-static char *local_server_url(const cx_config *cfg)
+char *cli_local_server_url(const cx_config *cfg)
 {
     char *path = path_join(cfg->data_dir, DATADIR_URL_FILE);
     char *url = client_read_trimmed(path, 4096);
     free(path);
     if (!url)
         url = client_url_from_listen(cfg->api_listen, cfg->api_tls_cert != NULL);
+    return url;
+}
+
+/* cli_local_server_url, saying why not when there is none. */
+static char *local_server_url(const cx_config *cfg)
+{
+    char *url = cli_local_server_url(cfg);
     if (!url)
         /* Port 0 (any free port): only the server's URL file knows, and it is gone. */
         fprintf(stderr,
@@ -527,8 +532,7 @@ static char *local_server_url(const cx_config *cfg)
     return url;
 }
 
-/* True while a server holds the data dir's lock. */
-static bool server_holds_lock(const char *data_dir)
+bool cli_server_holds_lock(const char *data_dir)
 {
     char *path = path_join(data_dir, DATADIR_LOCK_FILE);
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY) : -1;
@@ -552,6 +556,11 @@ char *cli_local_token(const char *data_dir)
 
 int cli_connect(const cli_invocation *inv, client *c)
 {
+    return cli_connect_with(inv, NULL, c);
+}
+
+int cli_connect_with(const cli_invocation *inv, const cx_config *loaded, client *c)
+{
     cx_config *cfg = NULL;
     cx_error err;
     cx_error_clear(&err);
@@ -561,6 +570,10 @@ int cli_connect(const cli_invocation *inv, client *c)
     char *url = NULL;
     if (inv->server) {
         url = str_dup(inv->server);
+    } else if (loaded) {
+        url = local_server_url(loaded);
+        if (!url)
+            return CLI_EXIT_UNREACHABLE;
     } else {
         config_flags flags = {0};
         config_diag diag = {0};
@@ -578,9 +591,10 @@ int cli_connect(const cli_invocation *inv, client *c)
     }
     /* The admin token file goes only to the server that holds this data dir:
      * with no server running, whatever listens on api.listen could be anyone. */
+    const cx_config *conf = inv->server ? NULL : cfg ? cfg : loaded; /* local only */
     char *token = inv->token                                    ? str_dup(inv->token)
-                  : cfg && server_holds_lock(cfg->data_dir)     ? cli_local_token(cfg->data_dir)
-                                                                : NULL;
+                  : conf && cli_server_holds_lock(conf->data_dir) ? cli_local_token(conf->data_dir)
+                                                                  : NULL;
     int rc = url && (token || !inv->token) ? client_init(c, url, token, inv->timeout_ms, &err)
                                            : cx_error_set(&err, CX_ENOMEM, "out of memory");
     free(url);
@@ -594,7 +608,7 @@ int cli_connect(const cli_invocation *inv, client *c)
         return CLI_EXIT_PROBLEM;
     }
     c->local = inv->server == NULL;
-    int exit_code = cli_client_trust(inv, cfg, c);
+    int exit_code = cli_client_trust(inv, conf, c);
     config_free(cfg);
     if (exit_code != CLI_EXIT_OK)
         client_close(c);

@@ -62,6 +62,8 @@ typedef struct cx_config {
     char *memory_path;               /* default <data_dir>/data/memory.db */
     char *memory_embedder;           /* builtin | openai | ollama */
     uint64_t memory_cache_size;
+    uint64_t memory_max_size;        /* writes refused past it; 0 = no limit */
+    uint64_t memory_slow_query_ms;   /* memory operations slower than this are logged */
     char *memory_backups_dir;        /* default <data_dir>/backups */
     int64_t memory_backups_keep;
     uint64_t memory_backups_every_ms;

@@ -33,6 +33,25 @@ typedef struct memops_ctx {
  * code only when the operation could not run at all. */
 int memops_run(const memops_ctx *ctx, const char *op, const json_t *args, json_t **result,
                cx_error *err);
+/* The arguments each operation reads (booleans unless said otherwise):
+ *   health-check {quick}            integrity-check {full, quick}
+ *   wal-status {}                   corruption-analysis {export_report: path|true}
+ *   recover {from_wal, backup_first, from_backup: "latest"|path|true, verify}
+ *   restore {from_backup: "latest"|path, verify_integrity}
+ *   backup, emergency-backup {label: [A-Za-z0-9._-]{1,64}}
+ *   export {json: path}
+ *   import {file: path, validate (check only, write nothing),
+ *           merge: "skip"|"update"|"error" (default)}
+ *   reinitialize {yes, empty}       reindex {full, agent: name, scope_aware, optimize}
+ *   cleanup {vacuum, compact, scope_conflicts, agent: name} (none: compact and
+ *           scope_conflicts)
+ *   optimize, maintenance {indexes, background, auto_compact}
+ *   usage {by_scope, detailed}      resource-usage {breakdown}
+ *   index-analysis {fragmentation}  analyze-queries {optimize_suggestions}
+ *   performance-metrics {}          slow-queries {threshold: "5s" or ms}
+ *   adjust-cache {size: "256MB" | "+512MB" | "-128MB" | "+50%"}
+ * Missing required arguments and malformed values are CX_EINVAL; the last
+ * three need a running server (CX_EUNAVAIL offline). */
 
 /* The operations memops_run knows, NULL-terminated, and whether one can run
  * on a stopped server's files. */

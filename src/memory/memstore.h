@@ -47,6 +47,12 @@ extern const int memstore_migration_count;
 #define MEM_API_LIMIT "MEMORY_LIMIT_EXCEEDED"
 #define MEM_API_UNAVAILABLE "MEMORY_UNAVAILABLE"
 
+/* The API code for a store error: SCOPE_PERMISSION_DENIED for CX_EFORBIDDEN,
+ * MEMORY_LIMIT_EXCEEDED for CX_ELIMIT, MEMORY_UNAVAILABLE for CX_EUNAVAIL,
+ * else the general one. */
+const char *memstore_api_code(int code);
+int memstore_http_status(int code);
+
 typedef enum mem_scope_kind {
     MEM_SCOPE_AGENT,
     MEM_SCOPE_WORKSPACE,
@@ -77,9 +83,14 @@ typedef struct memstore_options {
 typedef struct memstore memstore;
 
 /* Opens (creating if needed), applies migrations, loads every vector into
- * the index and embeds entities whose vectors are missing or were made by
- * another embedder. */
+ * the index, and embeds (and indexes for full text) entities whose vectors or
+ * FTS rows are missing or were made by another embedder. A database that
+ * cannot be opened (damaged, unreadable) still gives a store, unavailable,
+ * with the reason in memstore_last_error(): the server keeps running and the
+ * recovery operations can repair the files and resume it. NULL only when out
+ * of memory or opt->path is missing. */
 memstore *memstore_open(const memstore_options *opt, cx_error *err);
+const char *memstore_last_error(const memstore *ms); /* "" when none */
 void memstore_close(memstore *ms);
 const char *memstore_path(const memstore *ms);
 struct sqlite3 *memstore_sqlite(memstore *ms); /* NULL while quiesced */

@@ -27,6 +27,7 @@ const char *const memstore_migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  removed_at INTEGER);"
     "CREATE INDEX observations_entity ON observations(entity_id, id);"
+    "CREATE INDEX observations_text ON observations(entity_id, text);"
     /* one row per version of an entity's own fields */
     "CREATE TABLE entity_versions ("
     "  entity_id INTEGER NOT NULL REFERENCES entities(id) ON DELETE CASCADE,"

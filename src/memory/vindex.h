@@ -16,6 +16,10 @@
 #include <stdint.h>
 
 #define VINDEX_MAX_DIM 4096
+/* Most hits one search returns; a larger k is clamped to it. */
+#define VINDEX_K_MAX 1000
+/* Most vectors one index holds (slots are 32-bit). */
+#define VINDEX_MAX_COUNT (UINT32_C(1) << 30)
 
 typedef struct vindex vindex;
 
@@ -39,7 +43,8 @@ size_t vindex_count(const vindex *vi);
 size_t vindex_bytes(const vindex *vi);
 
 /* Inserts or replaces the vector of `id`. Returns 0, or -1 when out of
- * memory (the index is unchanged). */
+ * memory or holding VINDEX_MAX_COUNT vectors already (the index is
+ * unchanged). */
 int vindex_put(vindex *vi, int64_t id, uint32_t scope, const float *vec);
 /* Removes `id`; returns true when it was there. */
 bool vindex_remove(vindex *vi, int64_t id);
@@ -56,7 +61,12 @@ size_t vindex_search(const vindex *vi, const float *query, size_t k, float min_s
 
 /* The dot product the scan uses (exposed for tests and the benchmark). */
 float vindex_dot(const float *a, const float *b, size_t dim);
-/* "avx2" or "portable": the kernel chosen for this CPU. */
+/* "avx2" or "portable": the kernel chosen for this CPU. Setting the
+ * environment variable CAXTON_VINDEX_PORTABLE=1 before the first search
+ * forces the portable kernel (the variable is read once). */
 const char *vindex_kernel(void);
+/* Test hook: true forces the portable kernel, false returns to the one chosen
+ * for this CPU. Not thread-safe; call it only while no search runs. */
+void vindex_force_portable(bool on);
 
 #endif

@@ -19,6 +19,7 @@ struct registry;
 struct router;
 struct llm_client;
 struct mcp_hub;
+struct memstore;
 
 typedef struct app {
     uv_loop_t *loop;            /* (immutable) */
@@ -29,6 +30,8 @@ typedef struct app {
     struct router *router;      /* (loop) the message router */
     struct llm_client *llm;     /* (loop) LLM providers */
     struct mcp_hub *tools;      /* (loop) MCP tool servers */
+    struct memstore *memory;    /* (loop) the memory store (may be unavailable, never NULL
+                                 * once started) */
     char *data_dir;             /* (immutable) absolute */
     char *log_dir;              /* (immutable) */
     char *config_file;          /* (immutable) or NULL */

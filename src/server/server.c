@@ -30,6 +30,8 @@
 #include "core/units.h"
 #include "core/util.h"
 #include "llm/llm.h"
+#include "memory/memops.h"
+#include "memory/memstore.h"
 #include "messaging/router.h"
 #include "obs/metrics.h"
 #include "tools/mcp.h"
@@ -47,7 +49,7 @@ typedef struct server {
     config_flags flags;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sighup;
-    uv_timer_t heartbeat, drain;
+    uv_timer_t heartbeat, drain, backup;
     http_server *http;
     int lock_fd;
     uint64_t drain_deadline_ms; /* monotonic */
@@ -235,6 +237,7 @@ static void finish_shutdown(server *s)
     uv_timer_stop(&s->drain);
     close_handle((uv_handle_t *)&s->drain);
     close_handle((uv_handle_t *)&s->heartbeat);
+    close_handle((uv_handle_t *)&s->backup);
     close_handle((uv_handle_t *)&s->sigterm);
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sighup);
@@ -260,6 +263,8 @@ static void finish_shutdown(server *s)
     if (s->app.tools)
         mcp_hub_close(s->app.tools);
     s->app.tools = NULL;
+    memstore_close(s->app.memory);
+    s->app.memory = NULL;
     uv_stop(&s->loop); /* the dispatcher's async handle would keep it alive */
 }
 
@@ -418,14 +423,42 @@ static int start_loop_handles(server *s, cx_error *err)
     uv_signal_init(&s->loop, &s->sighup);
     uv_timer_init(&s->loop, &s->heartbeat);
     uv_timer_init(&s->loop, &s->drain);
+    uv_timer_init(&s->loop, &s->backup);
     s->sigterm.data = s->sigint.data = s->sighup.data = s;
-    s->heartbeat.data = s->drain.data = s;
+    s->heartbeat.data = s->drain.data = s->backup.data = s;
     uv_signal_start(&s->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s->sighup, on_sighup, SIGHUP);
     on_heartbeat(&s->heartbeat);
     uv_timer_start(&s->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
     return 0;
+}
+
+/* memory.backups.every: an online backup of the memory database, keeping
+ * memory.backups.keep of them. */
+static void on_backup_timer(uv_timer_t *timer)
+{
+    server *s = timer->data;
+    app *a = &s->app;
+    if (a->stopping || !a->memory || !memstore_available(a->memory))
+        return;
+    memops_ctx ctx = {
+        .db_path = a->config->memory_path,
+        .backups_dir = a->config->memory_backups_dir,
+        .keep = a->config->memory_backups_keep,
+        .store = a->memory,
+        .actor = "scheduler",
+    };
+    json_t *result = NULL;
+    cx_error err = {0};
+    if (memops_backup(&ctx, "scheduled", &result, &err) != 0 ||
+        !json_is_true(json_object_get(result, "ok")))
+        log_error("memory", "scheduled memory backup failed: %s",
+                  err.msg[0] ? err.msg : "see caxton memory backup");
+    else
+        log_info("memory", "scheduled memory backup written to %s",
+                 json_string_value(json_object_get(result, "path")) ?: "?");
+    json_decref(result);
 }
 
 static void warn_tls_expiry(int64_t expires_at)
@@ -474,6 +507,17 @@ static int start_agents(server *s, cx_error *err)
     json_decref(errors);
     if (!(a->tools = mcp_hub_new(a->loop, a->config->tools_mcp_servers, err)))
         return err->code ? err->code : CX_EINTERNAL;
+    /* a damaged memory database leaves memory unavailable, not the server
+     * down: the recovery commands repair it while agents keep answering */
+    memstore_options mopt = {
+        .path = a->config->memory_path,
+        .max_size = a->config->memory_max_size,
+        .cache_size = a->config->memory_cache_size,
+        .slow_query_ms = a->config->memory_slow_query_ms,
+    };
+    cx_error merr = {0};
+    if (!(a->memory = memstore_open(&mopt, &merr)))
+        return cx_error_set(err, merr.code ? merr.code : CX_ENOMEM, "%s", merr.msg);
     if (!(a->router = router_new(a, err)) || !(a->llm = llm_client_new(a->loop,
                                                                       a->config->llm_providers,
                                                                       err)) ||
@@ -481,6 +525,9 @@ static int start_agents(server *s, cx_error *err)
         snapshot_init() < 0)
         return err->code ? err->code : CX_EINTERNAL;
     snapshot_take(a);
+    if (a->config->memory_backups_every_ms && a->config->memory_backups_keep > 0)
+        uv_timer_start(&s->backup, on_backup_timer, a->config->memory_backups_every_ms,
+                       a->config->memory_backups_every_ms);
     return 0;
 }
 

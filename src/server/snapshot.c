@@ -8,6 +8,7 @@
 
 #include "agents/registry.h"
 #include "llm/llm.h"
+#include "memory/memstore.h"
 #include "messaging/router.h"
 #include "obs/metrics.h"
 #include "tools/mcp.h"
@@ -16,6 +17,7 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char *metrics_text;
 static health_result agents_health = {APP_HEALTH_OK, "no agents loaded yet"};
+static health_result memory_health = {APP_HEALTH_OK, "not opened yet"};
 
 static void collect(strbuf *out, void *arg)
 {
@@ -35,6 +37,93 @@ static void check_agents(app *a, health_result *out, void *arg)
     pthread_mutex_unlock(&lock);
 }
 
+static void family(strbuf *sb, const char *name, const char *type, const char *help)
+{
+    strbuf_appendf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void check_memory(app *a, health_result *out, void *arg)
+{
+    (void)a;
+    (void)arg;
+    pthread_mutex_lock(&lock);
+    *out = memory_health;
+    pthread_mutex_unlock(&lock);
+}
+
+/* The memory families, and the memory health component. */
+static void render_memory(app *a, strbuf *sb, health_result *h)
+{
+    memstore *ms = a->memory;
+    if (!ms) {
+        *h = (health_result){APP_HEALTH_WARN, "the memory system is not running"};
+        return;
+    }
+    memstore_stats st;
+    memstore_get_stats(ms, &st);
+    family(sb, "caxton_memory_up", "gauge", "1 when the memory database is open and usable.");
+    strbuf_appendf(sb, "caxton_memory_up %d\n", st.available);
+    family(sb, "caxton_memory_usage", "gauge",
+           "Share of memory.max_size in use by the memory database and its WAL (0..1).");
+    strbuf_appendf(sb, "caxton_memory_usage %.6f\n",
+                   st.max_size ? (double)(st.db_bytes + st.wal_bytes) / (double)st.max_size : 0.0);
+    family(sb, "caxton_memory_database_bytes", "gauge", "Size of memory.db and its WAL file.");
+    strbuf_appendf(sb, "caxton_memory_database_bytes{file=\"db\"} %llu\n",
+                   (unsigned long long)st.db_bytes);
+    strbuf_appendf(sb, "caxton_memory_database_bytes{file=\"wal\"} %llu\n",
+                   (unsigned long long)st.wal_bytes);
+    family(sb, "caxton_memory_entities", "gauge", "Entities in the memory store, by scope.");
+    json_t *counts = NULL;
+    if (st.available && memstore_scope_counts(ms, &counts, NULL) == 0) {
+        const char *scope;
+        json_t *n;
+        json_object_foreach(counts, scope, n) {
+            strbuf_appends(sb, "caxton_memory_entities{scope=\"");
+            metrics_append_label_value(sb, scope);
+            strbuf_appendf(sb, "\"} %lld\n", (long long)json_integer_value(n));
+        }
+    }
+    json_decref(counts);
+    family(sb, "caxton_memory_vectors", "gauge", "Vectors in the in-memory search index.");
+    strbuf_appendf(sb, "caxton_memory_vectors %lld\n", (long long)st.vectors);
+    family(sb, "caxton_memory_search_duration_seconds", "histogram",
+           "Memory searches (vector + full text, fused), by duration.");
+    uint64_t cum = 0;
+    for (size_t b = 0; b < 12; b++) {
+        cum += st.search_hist[b];
+        strbuf_appendf(sb, "caxton_memory_search_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                       memstore_search_buckets[b], (unsigned long long)cum);
+    }
+    strbuf_appendf(sb, "caxton_memory_search_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                   (unsigned long long)st.searches);
+    strbuf_appendf(sb, "caxton_memory_search_duration_seconds_sum %.6f\n",
+                   (double)st.search_ns_total / 1e9);
+    strbuf_appendf(sb, "caxton_memory_search_duration_seconds_count %llu\n",
+                   (unsigned long long)st.searches);
+    family(sb, "caxton_memory_writes_total", "counter", "Memory writes, by outcome.");
+    strbuf_appendf(sb, "caxton_memory_writes_total{outcome=\"ok\"} %llu\n",
+                   (unsigned long long)st.writes);
+    strbuf_appendf(sb, "caxton_memory_writes_total{outcome=\"error\"} %llu\n",
+                   (unsigned long long)st.write_errors);
+    family(sb, "caxton_memory_scope_violations_total", "counter",
+           "Memory accesses refused by the scope rules.");
+    strbuf_appendf(sb, "caxton_memory_scope_violations_total %llu\n",
+                   (unsigned long long)st.violations);
+    if (!st.available) {
+        h->status = APP_HEALTH_FAIL;
+        snprintf(h->detail, sizeof h->detail, "memory database unavailable: %.160s "
+                 "(caxton memory health-check)", memstore_last_error(ms));
+    } else if (st.max_size && st.db_bytes + st.wal_bytes >= st.max_size / 10 * 9) {
+        h->status = APP_HEALTH_WARN;
+        snprintf(h->detail, sizeof h->detail, "memory database at %.0f%% of memory.max_size",
+                 100.0 * (double)(st.db_bytes + st.wal_bytes) / (double)st.max_size);
+    } else {
+        h->status = APP_HEALTH_OK;
+        snprintf(h->detail, sizeof h->detail, "%lld entities, %lld relations, %lld vectors",
+                 (long long)st.entities, (long long)st.relations, (long long)st.vectors);
+    }
+}
+
 int snapshot_init(void)
 {
     static bool collector_registered; /* the metrics registry lives as long as the process */
@@ -45,12 +134,9 @@ int snapshot_init(void)
     }
     if (rc == 0)
         rc = health_register("agents", false, check_agents, NULL);
+    if (rc == 0)
+        rc = health_register("memory", false, check_memory, NULL);
     return rc;
-}
-
-static void family(strbuf *sb, const char *name, const char *type, const char *help)
-{
-    strbuf_appendf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* One pass over the agents fills the four per-agent families. */
@@ -207,6 +293,8 @@ void snapshot_take(app *a)
     strbuf sb;
     strbuf_init(&sb);
     render(a, &sb);
+    health_result mh = {APP_HEALTH_OK, ""};
+    render_memory(a, &sb, &mh);
     char *text = sb.failed ? NULL : strbuf_detach(&sb);
     strbuf_free(&sb);
     size_t counts[AGENT_FAILED + 1];
@@ -226,6 +314,7 @@ void snapshot_take(app *a)
         metrics_text = text;
     }
     agents_health = h;
+    memory_health = mh;
     pthread_mutex_unlock(&lock);
 }
 
@@ -235,5 +324,6 @@ void snapshot_reset(void)
     free(metrics_text);
     metrics_text = NULL;
     agents_health = (health_result){APP_HEALTH_OK, "no agents loaded yet"};
+    memory_health = (health_result){APP_HEALTH_OK, "not opened yet"};
     pthread_mutex_unlock(&lock);
 }

@@ -212,7 +212,9 @@ static bool talks_to_server(cli_handler h)
         cmd_conversations_list, cmd_conversations_show, cmd_conversations_dead_letters,
         cmd_messages_send, cmd_capabilities_list, cmd_capabilities_check_conflicts,
         cmd_agents_test_all, cmd_agents_performance_summary, cmd_tools_status,
-        cmd_tools_reconnect, cmd_tools_test_connectivity,
+        cmd_tools_reconnect, cmd_tools_test_connectivity, cmd_agents_reconnect_memory,
+        cmd_memory_op, cmd_memory_search, cmd_memory_show, cmd_memory_store,
+        cmd_memory_relate, cmd_memory_delete, cmd_memory_graph, cmd_memory_job,
     };
     for (size_t i = 0; i < sizeof server / sizeof server[0]; i++)
         if (server[i] == h)
@@ -270,7 +272,7 @@ static void test_cacert_flag(void **state)
         assert_int_equal(has, connects);
         with += has;
     }
-    assert_int_equal(with, 35);
+    assert_int_equal(with, 35 + 1 + 27 + 7); /* + agents reconnect-memory, memory ops, entities */
 }
 
 /* ---- Agents, conversations, messages, capabilities ------------------------------------------ */
@@ -914,7 +916,8 @@ static void test_completion_script(void **state)
     assert_non_null(strstr(sb.data, "agents) COMPREPLY=($(compgen -W \"list status test-all "
                                     "performance-summary health-summary "
                                     "suspend resume logs scale reload reload-status deploy "
-                                    "update remove validate validate-all\""));
+                                    "update remove validate validate-all "
+                                    "reconnect-memory\""));
     assert_non_null(strstr(sb.data, "conversations) COMPREPLY=($(compgen -W \"queue-status "
                                     "drain-queue list show dead-letters\""));
     assert_non_null(strstr(sb.data, "messages) COMPREPLY=($(compgen -W \"send\""));

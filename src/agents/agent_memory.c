@@ -1,0 +1,168 @@
+/* Memory for configuration agents: context and tools (agent_memory.h). */
+#include "agents/agent_memory.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+void agent_mem_caller(memstore *ms, const char *name, const agent_def *def, mem_caller *c,
+                      char **owned)
+{
+    *owned = NULL;
+    *c = (mem_caller){
+        .agent = name,
+        .enabled = def->memory_enabled,
+        .scope = def->memory_scope == AGENT_MEMORY_AGENT       ? MEM_SCOPE_AGENT
+                 : def->memory_scope == AGENT_MEMORY_GLOBAL    ? MEM_SCOPE_GLOBAL
+                                                               : MEM_SCOPE_WORKSPACE,
+        .workspace = def->memory_workspace ? def->memory_workspace : "default",
+        .global_write = def->memory_global_write,
+        .max_entries = def->memory_max_entries,
+    };
+    if (!ms || !memstore_available(ms))
+        return;
+    mem_scope_kind k;
+    char *ws = NULL;
+    if (memstore_scope_override(ms, name, &k, &ws, NULL) == 1) {
+        c->scope = k;
+        if (ws) {
+            c->workspace = ws;
+            *owned = ws;
+        }
+    } else {
+        free(ws);
+    }
+}
+
+char *agent_memory_context(memstore *ms, const char *name, const agent_def *def,
+                           const char *query, size_t max_chars)
+{
+    if (!ms || !def->memory_enabled || !query)
+        return NULL;
+    mem_caller c;
+    char *owned;
+    agent_mem_caller(ms, name, def, &c, &owned);
+    char *text = memstore_context_for(ms, &c, query, 5, max_chars);
+    free(owned);
+    return text;
+}
+
+static const char *const search_schema =
+    "{\"type\":\"object\",\"properties\":{"
+    "\"query\":{\"type\":\"string\",\"description\":\"what to look for\"},"
+    "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":20},"
+    "\"types\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},"
+    "\"scope\":{\"type\":\"string\",\"description\":\"agent:NAME, workspace:NAME or global; "
+    "default: every scope you may read\"}},"
+    "\"required\":[\"query\"]}";
+static const char *const store_schema =
+    "{\"type\":\"object\",\"properties\":{"
+    "\"name\":{\"type\":\"string\",\"description\":\"the entity, e.g. a supplier's name\"},"
+    "\"type\":{\"type\":\"string\",\"description\":\"what kind of thing it is\"},"
+    "\"observations\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},"
+    "\"description\":\"short facts about it\"},"
+    "\"confidence\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},"
+    "\"scope\":{\"type\":\"string\",\"description\":\"default: your own scope\"}},"
+    "\"required\":[\"name\",\"observations\"]}";
+static const char *const relate_schema =
+    "{\"type\":\"object\",\"properties\":{"
+    "\"from\":{\"type\":\"string\"},\"to\":{\"type\":\"string\"},"
+    "\"type\":{\"type\":\"string\",\"description\":\"active voice, lower_snake_case: "
+    "depends_on, supplies\"},"
+    "\"strength\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},"
+    "\"scope\":{\"type\":\"string\"},\"to_scope\":{\"type\":\"string\"}},"
+    "\"required\":[\"from\",\"to\",\"type\"]}";
+
+bool agent_memory_tool_name(const char *tool)
+{
+    return strcmp(tool, "memory_search") == 0 || strcmp(tool, "memory_store") == 0 ||
+           strcmp(tool, "memory_relate") == 0;
+}
+
+const char *agent_memory_tool_schema(const char *tool)
+{
+    if (strcmp(tool, "memory_search") == 0)
+        return search_schema;
+    if (strcmp(tool, "memory_store") == 0)
+        return store_schema;
+    return relate_schema;
+}
+
+const char *agent_memory_tool_description(const char *tool)
+{
+    if (strcmp(tool, "memory_search") == 0)
+        return "Search your memory (facts stored earlier by you or your workspace) by meaning "
+               "and words.";
+    if (strcmp(tool, "memory_store") == 0)
+        return "Remember facts about an entity for later conversations.";
+    return "Record a relation between two remembered entities.";
+}
+
+static char *error_text(const cx_error *err)
+{
+    char *s = NULL;
+    if (asprintf(&s, "memory error (%s): %s", memstore_api_code(err->code), err->msg) < 0)
+        return str_dup("memory error");
+    return s;
+}
+
+char *agent_memory_tool_call(memstore *ms, const char *name, const agent_def *def,
+                             const char *tool, const json_t *args, bool *is_error)
+{
+    *is_error = true;
+    if (!ms)
+        return str_dup("the memory system is not running on this server");
+    mem_caller c;
+    char *owned;
+    agent_mem_caller(ms, name, def, &c, &owned);
+    cx_error err = {0};
+    json_t *out = NULL;
+    int rc;
+    if (strcmp(tool, "memory_search") == 0) {
+        const char *q = json_string_value(json_object_get(args, "query"));
+        const json_t *lim = json_object_get(args, "limit");
+        const char *types[16];
+        size_t ntypes = 0;
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(args, "types"), i, t) {
+            if (json_is_string(t) && ntypes < 16)
+                types[ntypes++] = json_string_value(t);
+        }
+        mem_search_query sq = {
+            .text = q,
+            .scope = json_string_value(json_object_get(args, "scope")),
+            .types = types,
+            .type_count = ntypes,
+            .limit = json_is_integer(lim) && json_integer_value(lim) > 0 &&
+                             json_integer_value(lim) <= 20
+                         ? (size_t)json_integer_value(lim)
+                         : 5,
+            .mode = MEM_SEARCH_HYBRID,
+        };
+        rc = memstore_search(ms, &c, &sq, &out, &err);
+    } else if (strcmp(tool, "memory_store") == 0) {
+        rc = memstore_entity_put(ms, &c, args, &out, &err);
+        if (!rc) {
+            /* the LLM needs the gist, not the full view */
+            json_t *brief = json_pack("{s:O, s:O, s:O, s:O, s:O}", "stored", json_true(), "scope",
+                                      json_object_get(out, "scope"), "name",
+                                      json_object_get(out, "name"), "version",
+                                      json_object_get(out, "version"), "observation_count",
+                                      json_object_get(out, "observation_count"));
+            json_decref(out);
+            out = brief;
+        }
+    } else {
+        rc = memstore_relation_put(ms, &c, args, &out, &err);
+    }
+    free(owned);
+    if (rc)
+        return error_text(&err);
+    char *text = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    *is_error = false;
+    return text ? text : str_dup("{}");
+}

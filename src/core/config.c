@@ -1556,6 +1556,10 @@ static void finish_values(loader *ld)
 {
     absolutize_paths(ld);
     derive_defaults(ld);
+    if (ld->cfg->memory_embedder && strcmp(ld->cfg->memory_embedder, "builtin") != 0)
+        loader_warning(ld, "memory.embedder: '%s' is not available in this version; memory uses "
+                       "the builtin lexical embedder (docs/memory.md)",
+                       ld->cfg->memory_embedder);
     check_tls(ld);
 }
 

@@ -829,6 +829,11 @@ void api_memory_operation(http_request *req, http_response *res)
                                             "GET /api/v1/jobs/{id} (caxton memory job ID)"));
         goto done;
     }
+    /* health-check AGENT: the agent must exist; its scope is part of the answer */
+    agent *for_agent = NULL;
+    if (strcmp(op, "health-check") == 0 && json_string_value(json_object_get(args, "agent")) &&
+        !(for_agent = agent_arg(req, res, args)))
+        goto done;
     memops_ctx ctx;
     memops_ctx_for(req->app, &ctx, req->who.name);
     json_t *result = NULL;
@@ -837,6 +842,20 @@ void api_memory_operation(http_request *req, http_response *res)
         json_decref(result);
         reply_mem_error(res, req, &err);
         goto done;
+    }
+    if (for_agent) {
+        json_t *scope = agent_scope_json(req, for_agent);
+        if (json_is_false(json_object_get(scope, "enabled"))) {
+            json_t *warnings = json_object_get(result, "warnings");
+            if (!json_is_array(warnings)) {
+                warnings = json_array();
+                json_object_set_new(result, "warnings", warnings);
+            }
+            json_array_append_new(warnings, json_sprintf("agent '%s' has memory.enabled false: "
+                                                         "it uses no memory",
+                                                         agent_name(for_agent)));
+        }
+        json_object_set_new(result, "agent", scope);
     }
     http_reply_json(res, 200, result);
 done:

@@ -466,8 +466,9 @@ static void validate_entity(validator *v, size_t i, json_t *e, int64_t *observat
     }
     describe(where, sizeof where, "entities", i, e);
     check_keys(v, where, e, entity_fields);
-    bool key_ok = check_scope(v, where, e, "scope") &
-                  check_text(v, where, e, "name", MEM_NAME_MAX, true);
+    bool scope_ok = check_scope(v, where, e, "scope"); /* both report their problem */
+    bool name_ok = check_text(v, where, e, "name", MEM_NAME_MAX, true);
+    bool key_ok = scope_ok && name_ok;
     check_text(v, where, e, "type", MEM_TYPE_MAX, true);
     check_unit(v, where, e, "confidence");
     check_metadata(v, where, e, "metadata");
@@ -548,10 +549,12 @@ static void validate_relation(validator *v, size_t i, json_t *r)
         return;
     }
     check_keys(v, where, r, relation_fields);
-    bool ends = check_scope(v, where, r, "from_scope") &
-                check_text(v, where, r, "from", MEM_NAME_MAX, true) &
-                check_scope(v, where, r, "to_scope") &
-                check_text(v, where, r, "to", MEM_NAME_MAX, true);
+    /* every check runs (each reports its own problem), then all must pass */
+    bool from_scope = check_scope(v, where, r, "from_scope");
+    bool from = check_text(v, where, r, "from", MEM_NAME_MAX, true);
+    bool to_scope = check_scope(v, where, r, "to_scope");
+    bool to = check_text(v, where, r, "to", MEM_NAME_MAX, true);
+    bool ends = from_scope && from && to_scope && to;
     bool type = check_text(v, where, r, "type", MEM_TYPE_MAX, true);
     check_unit(v, where, r, "strength");
     check_time(v, where, r, "created_at", false);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Fuzzes the text parsers fed from outside the server: agent definition
 # files (fuzz_agentdef), FIPA-ACL messages (fuzz_message) and LLM providers'
-# answers and error bodies (fuzz_llm), with libFuzzer under ASan+UBSan.
+# answers and error bodies (fuzz_llm), and memory entities, searches and
+# export files (fuzz_memory), with libFuzzer under ASan+UBSan.
 # Usage: tests/fuzz/run_parsers.sh [SECONDS]   (default 20, per parser)
 #
 # For each parser: builds the harness into build-fuzz/, replays the inputs
@@ -21,7 +22,7 @@ out="$root/build-fuzz"
 cc=${FUZZ_CC:-clang}
 limits="-timeout=5 -rss_limit_mb=2048 -max_len=65536"
 command -v "$cc" >/dev/null || { echo "run_parsers.sh: $cc not found (scripts/deps.sh test)" >&2; exit 2; }
-flags=$(pkg-config --cflags --libs yaml-0.1 jansson)
+flags=$(pkg-config --cflags --libs yaml-0.1 jansson sqlite3)
 core="$root/src/core/error.c $root/src/core/util.c $root/src/core/units.c"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/caxton-fuzz-XXXXXX")
@@ -40,13 +41,15 @@ fail() {
   exit 1
 }
 
-for name in agentdef message llm; do
+for name in ${FUZZ_ONLY:-agentdef message llm memory}; do
   binary="$out/fuzz_$name"
   case $name in
     agentdef) sources="$root/src/agents/agentdef.c $root/src/agents/agentdef_fix.c" ;;
     message) sources="$root/src/messaging/message.c" ;;
     llm) sources="$root/src/llm/openai.c $root/src/llm/anthropic.c $root/src/llm/ollama.c
                   $root/src/llm/protocol.c" ;;
+    memory) sources="$root/src/memory/*.c $root/src/core/map.c $root/src/core/log.c
+                     $root/src/core/sha256.c" ;;
   esac
   echo "fuzz: building $binary"
   # shellcheck disable=SC2086 # word splitting wanted

@@ -26,6 +26,8 @@
 #define RRF_K 60.0
 #define CANDIDATES_MAX 1000
 #define EDGES_MAX 2000
+#define HISTORY_MAX_TEXT "100"    /* versions shown by history */
+#define VIOLATIONS_KEPT 100000    /* rows kept in scope_violations */
 
 const double memstore_search_buckets[12] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                             0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
@@ -644,6 +646,15 @@ void memstore_violation(memstore *ms, const char *agent, const char *scope, cons
     sqlite3_bind_text(st, 5, detail ? detail : "", -1, SQLITE_STATIC);
     sqlite3_step(st);
     sqlite3_finalize(st);
+    /* a misbehaving agent must not grow the file without bound */
+    if (ms->st.violations % 1000 == 0) {
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM scope_violations WHERE id <= (SELECT max(id) FROM "
+                 "scope_violations) - %d",
+                 VIOLATIONS_KEPT);
+        sqlite3_exec(ms->db, sql, NULL, NULL, NULL);
+    }
 }
 
 static int deny(memstore *ms, const mem_caller *c, const char *scope, const char *op,
@@ -920,9 +931,11 @@ static json_t *observations_json(memstore *ms, int64_t id, size_t limit, int64_t
 static json_t *history_json(memstore *ms, int64_t id)
 {
     json_t *arr = json_array();
+    /* the newest HISTORY_MAX versions, oldest first */
     sqlite3_stmt *st = prep(ms,
-                            "SELECT version, type, confidence, metadata, changed_at, changed_by "
-                            "FROM entity_versions WHERE entity_id = ? ORDER BY version",
+                            "SELECT * FROM (SELECT version, type, confidence, metadata, "
+                            "changed_at, changed_by FROM entity_versions WHERE entity_id = ? "
+                            "ORDER BY version DESC LIMIT " HISTORY_MAX_TEXT ") ORDER BY version",
                             NULL);
     if (!st)
         return arr;
@@ -972,7 +985,9 @@ static json_t *history_json(memstore *ms, int64_t id)
         }
         sqlite3_finalize(st);
     }
-    json_t *wrap = json_pack("{s:o, s:o}", "versions", arr, "removed_observations", removed);
+    json_t *wrap = json_pack("{s:o, s:o, s:s}", "versions", arr, "removed_observations", removed,
+                             "note", "the newest " HISTORY_MAX_TEXT " versions and 100 removed "
+                             "observations");
     return wrap;
 }
 

@@ -90,6 +90,7 @@ bench: deps-bench build
 	  echo "bench: skipping bench/tools_bench.py: tests/mcp/node_modules is missing" \
 	       "(run scripts/deps.sh test, then tests/mcp/install.sh)"; \
 	fi
+	bench/memory/run.sh $(BUILD)
 
 # WebAssembly engine: the same C programs natively, in Caxton and in wabt.
 bench-wasm: deps-bench build

@@ -131,6 +131,20 @@ static size_t size_arg(http_request *req, const char *name, size_t def, size_t m
     return (size_t)n;
 }
 
+/* since=: RFC 3339, epoch ms, or a duration back from now (24h). */
+static bool since_arg(const char *text, uint64_t *out)
+{
+    if (http_time_arg(text, out))
+        return true;
+    uint64_t d = 0;
+    cx_error err;
+    if (units_parse_duration_ms(text, &d, &err) < 0)
+        return false;
+    uint64_t now = time_now_ms();
+    *out = d < now ? now - d : 0;
+    return true;
+}
+
 static bool bool_arg(http_request *req, const char *name)
 {
     const char *v = http_query(req, name);
@@ -215,7 +229,7 @@ void api_memory_search(http_request *req, http_response *res)
     bool bad = false;
     const char *badp = NULL;
     size_t limit = size_arg(req, "limit", 10, MEM_SEARCH_LIMIT_MAX, &bad);
-    if (bad)
+    if (bad || limit == 0)
         badp = "limit";
     size_t depth = size_arg(req, "depth", 0, MEM_GRAPH_DEPTH_MAX, &bad);
     if (bad && !badp)
@@ -240,7 +254,7 @@ void api_memory_search(http_request *req, http_response *res)
     }
     uint64_t since = 0;
     const char *since_text = http_query(req, "since");
-    if (since_text && !http_time_arg(since_text, &since))
+    if (since_text && !since_arg(since_text, &since))
         badp = badp ? badp : "since";
     /* types=a,b */
     char types_buf[1024];
@@ -439,7 +453,7 @@ static void op_violations(http_request *req, http_response *res, const json_t *a
     uint64_t since_ms = 0;
     if (json_is_integer(since))
         since_ms = (uint64_t)json_integer_value(since);
-    else if (json_is_string(since) && !http_time_arg(json_string_value(since), &since_ms)) {
+    else if (json_is_string(since) && !since_arg(json_string_value(since), &since_ms)) {
         http_reply_error(res, req, 422, CX_EINVAL, "INVALID_PARAMETER",
                          json_pack("{s:s}", "parameter", "since"),
                          "since: a time (RFC 3339), a duration back from now (24h) or ms");
@@ -893,7 +907,15 @@ void api_agents_reconnect_memory(http_request *req, http_response *res)
     const agent_def *def = agent_definition(ag);
     state_audit_append(req->app->state, req->who.name, "memory.reconnect", agent_name(ag),
                        json_pack("{s:b, s:s}", "ok", ok, "detail", what), NULL);
-    http_reply_json(res, ok ? 200 : 503,
+    if (!ok) {
+        http_reply_error(res, req, 503, CX_EUNAVAIL, MEM_API_UNAVAILABLE,
+                         json_pack("{s:s}", "agent", agent_name(ag)),
+                         "the memory store could not be reopened: %s (caxton memory "
+                         "health-check; caxton memory recover --from-wal --backup-first)",
+                         what);
+        return;
+    }
+    http_reply_json(res, 200,
                     json_pack("{s:s, s:b, s:s, s:b}", "agent", agent_name(ag), "ok", ok, "detail",
                               what, "memory_enabled", def && def->memory_enabled));
 }

@@ -856,7 +856,12 @@ http_server *http_start(app *a, const cx_config *cfg, cx_error *err)
     hostport_local(a->listen, local, sizeof local); /* how this host reaches it */
     snprintf(a->url, sizeof a->url, "%s://%s", a->tls ? "https" : "http", local);
 
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+    /* poll(), not epoll: with epoll, libmicrohttpd 0.9.75's MHD_quiesce_daemon
+     * races its own worker threads to remove the listen socket from the epoll
+     * set, and the loser aborts the process ("Failed to remove listen FD
+     * from epoll set") at shutdown. With poll the quiesce is signalled to
+     * the workers through their ITC instead. */
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (a->tls)
         flags |= MHD_USE_TLS;

@@ -177,16 +177,23 @@ const route *routes_match(const char *method, const char *path, char *path_copy,
     /* HEAD is served wherever GET is; libmicrohttpd drops the body. */
     const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
     const route *found = NULL;
+    bool any = false;
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
         const route *r = &route_table[i];
         if (!match_pattern(r->pattern, path, path_copy, params))
             continue;
-        *metric_id = route_metric_id[i];
+        /* the label is the route that serves the request, else the first
+         * template that matched the path (a 405) */
+        if (!any)
+            *metric_id = route_metric_id[i];
+        any = true;
         allow_add(allow, allow_size, r->method);
         if (strcmp(r->method, "GET") == 0)
             allow_add(allow, allow_size, "HEAD");
-        if (!found && strcmp(r->method, want) == 0)
+        if (!found && strcmp(r->method, want) == 0) {
             found = r;
+            *metric_id = route_metric_id[i];
+        }
     }
     if (found) {
         /* Re-run the match so params point at this route's segments. */

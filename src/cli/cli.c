@@ -271,7 +271,7 @@ static const cli_flag flag_compact = {"compact", CLI_SWITCH, NULL, NULL, false,
                                       "Checkpoint and truncate the write-ahead log"};
 static const cli_flag flag_scope_conflicts = {
     "scope-conflicts", CLI_SWITCH, NULL, NULL, false,
-    "Find and fix entities whose scope does not match their owner"};
+    "List entity names present in more than one scope the agent sees (nothing is deleted)"};
 static const cli_flag flag_indexes = {"indexes", CLI_SWITCH, NULL, NULL, true,
                                       "Optimize the text and vector indexes"};
 static const cli_flag flag_background = {

@@ -431,6 +431,12 @@ int cli_report_http_error(const client *c, const client_response *resp)
     const json_t *details = json_object_get(error_object(resp), "details");
     if (json_is_object(details))
         print_details(details);
+    /* the memory system's refusals are the server saying something is wrong
+     * (1), not a token refused (4) or a server down (3) */
+    if (api_code && (strcmp(api_code, "SCOPE_PERMISSION_DENIED") == 0 ||
+                     strcmp(api_code, "MEMORY_UNAVAILABLE") == 0 ||
+                     strcmp(api_code, "MEMORY_LIMIT_EXCEEDED") == 0))
+        return CLI_EXIT_PROBLEM;
     if (resp->status == 401 && !c->token && c->local)
         fprintf(stderr, "caxton: no token was sent; pass --token, set CAXTON_TOKEN, or run as a "
                         "user who can read <data_dir>/" DATADIR_ADMIN_TOKEN "\n");

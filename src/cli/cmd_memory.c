@@ -175,9 +175,8 @@ static int check_args(const cli_invocation *inv, const char *op, json_t *args, c
                                 scope ? scope : "", suggestion ? "; did you mean '" : "",
                                 suggestion ? suggestion : "", suggestion ? "'?" : "");
         }
+        /* --scope workspace alone keeps the agent's memory.workspace */
         bool workspace = strcmp(scope, "workspace") == 0;
-        if (workspace && !cli_flag_set(inv, "workspace"))
-            return cx_error_set(err, CX_EINVAL, "--scope workspace needs --workspace NAME");
         if (!workspace && cli_flag_set(inv, "workspace"))
             return cx_error_set(err, CX_EINVAL, "--workspace goes with --scope workspace only");
     } else if (strcmp(op, "adjust-cache") == 0) {
@@ -460,7 +459,7 @@ static void print_op_result(const char *op, const json_t *doc)
         output_line(stdout, "  problem: %s", text ? text : "?");
         free(text);
     }
-    const char *shown[4] = {NULL};
+    const char *shown[6] = {NULL};
     size_t nshown = 0;
     const json_t *checks = json_object_get(doc, "checks");
     if ((strcmp(op, "health-check") == 0 || strcmp(op, "integrity-check") == 0) &&
@@ -480,6 +479,15 @@ static void print_op_result(const char *op, const json_t *doc)
             }
             json_decref(rows);
         }
+    }
+    const json_t *agents = json_object_get(doc, "agents");
+    if (strcmp(op, "scope-status") == 0 && json_is_array(agents) && all_objects(agents)) {
+        /* the columns an operator compares (writable shows global_write); file_scope
+         * shows beside an override */
+        static const char *const less[] = {"max_entries", "default_write_scope", "global_write", "valid",
+                                           "detail", NULL};
+        print_objects(agents, less);
+        shown[nshown++] = "agents";
     }
     const json_t *violations = json_object_get(doc, "violations");
     if (strcmp(op, "violations") == 0 && json_is_array(violations)) {

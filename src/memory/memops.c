@@ -295,7 +295,9 @@ int memops_op_health(const memops_ctx *ctx, const json_t *args, json_t *res, cx_
         (json_int_t)p.embeddings, "fts_rows", (json_int_t)p.fts);
     json_object_set_new(res, "counts", counts);
     if (p.failed)
-        ops_problem(res, "%d of the parity queries failed: %s", p.failed, sqlite3_errmsg(db.sql));
+        ops_problem(res, "%d of the counting queries could not read the tables (damaged "
+                         "pages; see integrity-check --full)",
+                    p.failed);
     if (p.fts_missing > 0 || p.fts_orphans > 0 || (p.fts >= 0 && p.fts != p.entities))
         ops_problem(res,
                     "the full-text index is out of step: %lld rows for %lld entities (%lld "

@@ -371,7 +371,9 @@ static int do_backup(const memops_ctx *ctx, const char *label, bool emergency, j
     json_object_set_new(res, "path", json_string(path));
     json_object_set_new(res, "bytes", json_integer((json_int_t)bytes));
     json_object_set_new(res, "sha256", json_string(hex));
-    json_object_set_new(res, "deleted", apply_retention(ctx, base, res));
+    /* an emergency is no time to delete older backups: retention is left
+     * to the regular ones */
+    json_object_set_new(res, "deleted", emergency ? json_array() : apply_retention(ctx, base, res));
     json_object_set_new(res, "keep", json_integer((json_int_t)ctx->keep));
     json_object_set_new(res, "seconds", json_real(ops_elapsed_s(start)));
     free(path);
@@ -496,17 +498,60 @@ static int verify_backup_db(const char *path, json_t *res)
     return rc;
 }
 
+/* "latest" is the newest backup that passes its checks: a backup taken of
+ * an already damaged database (an emergency one, say) must not stand in
+ * the way of an older good one. The ones passed over are listed. */
+static char *pick_latest_good(const memops_ctx *ctx, json_t *res)
+{
+    backup_file *items = NULL;
+    size_t n = 0;
+    if (!ctx->backups_dir || list_backups(ctx->backups_dir, &items, &n) < 0 || n == 0) {
+        free_backups(items, n);
+        ops_problem(res, "there is no backup in %s to restore",
+                    ctx->backups_dir ? ctx->backups_dir : "(no backups directory)");
+        return NULL;
+    }
+    json_t *skipped = json_array();
+    char *chosen = NULL;
+    for (size_t i = 0; i < n && !chosen; i++) {
+        char *path = path_join(ctx->backups_dir, items[i].name);
+        json_t *check = ops_result_new("check");
+        if (path && verify_sha(path, check) == 0 && verify_backup_db(path, check) == 0) {
+            chosen = path;
+            json_object_set(res, "sha256", json_object_get(check, "sha256"));
+            json_object_set(res, "integrity_check", json_object_get(check, "integrity_check"));
+        } else {
+            json_array_append_new(
+                skipped, json_pack("{s:s, s:O*}", "backup", items[i].name, "problem",
+                                   json_array_get(json_object_get(check, "problems"), 0)));
+            free(path);
+        }
+        json_decref(check);
+    }
+    free_backups(items, n);
+    if (json_array_size(skipped))
+        json_object_set(res, "skipped_backups", skipped);
+    if (!chosen)
+        ops_problem(res, "none of the %zu backups in %s passes its checks; the newest: %s",
+                    json_array_size(skipped), ctx->backups_dir,
+                    json_string_value(json_object_get(json_array_get(skipped, 0), "problem"))
+                        ?: "?");
+    else if (json_array_size(skipped))
+        ops_warning(res, "%zu newer backups failed their checks and were passed over",
+                    json_array_size(skipped));
+    json_decref(skipped);
+    return chosen;
+}
+
 int memops_restore_files(const memops_ctx *ctx, const char *which, const char *keep_prefix,
                          bool verify_after, json_t *res)
 {
     char *path = NULL;
-    if (strcmp(which, "latest") == 0) {
-        path = memops_latest_backup(ctx->backups_dir);
-        if (!path) {
-            ops_problem(res, "there is no backup in %s to restore",
-                        ctx->backups_dir ? ctx->backups_dir : "(no backups directory)");
+    bool latest = strcmp(which, "latest") == 0;
+    if (latest) {
+        path = pick_latest_good(ctx, res);
+        if (!path)
             return -1;
-        }
     } else {
         path = str_dup(which);
     }
@@ -519,7 +564,7 @@ int memops_restore_files(const memops_ctx *ctx, const char *which, const char *k
         ops_problem(res, "refusing to restore: %s is not a readable file", path);
         goto out;
     }
-    if (verify_sha(path, res) < 0 || verify_backup_db(path, res) < 0)
+    if (!latest && (verify_sha(path, res) < 0 || verify_backup_db(path, res) < 0))
         goto out;
     char *beside = ops_sidecar(path, "-wal");
     uint64_t wal_bytes = 0;

@@ -10,6 +10,7 @@
  *
  * Times are RFC 3339 with milliseconds (import also takes epoch ms).
  * Embeddings are not exported: the server computes them. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -336,6 +337,34 @@ static bool check_text(validator *v, const char *where, json_t *obj, const char 
     return true;
 }
 
+/* Names and types follow the store's own rules (memstore.c): no control
+ * characters, no '/' in names, types of letters, digits, space, - _ . */
+static bool check_name(validator *v, const char *where, json_t *obj, const char *field,
+                       size_t max, bool is_type)
+{
+    if (!check_text(v, where, obj, field, max, true))
+        return false;
+    const char *s = json_string_value(json_object_get(obj, field));
+    for (size_t i = 0; s[i]; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            vfail(v, where, "%s: control character 0x%02x at byte %zu is not allowed", field, ch,
+                  i);
+            return false;
+        }
+        if (!is_type && ch == '/') {
+            vfail(v, where, "%s: '/' is not allowed in entity names", field);
+            return false;
+        }
+        if (is_type && !(isalnum(ch) || ch == ' ' || ch == '-' || ch == '_' || ch == '.')) {
+            vfail(v, where, "%s: only letters, digits, space, '-', '_' and '.' are allowed",
+                  field);
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool check_unit(validator *v, const char *where, json_t *obj, const char *field)
 {
     json_t *val = json_object_get(obj, field);
@@ -467,9 +496,9 @@ static void validate_entity(validator *v, size_t i, json_t *e, int64_t *observat
     describe(where, sizeof where, "entities", i, e);
     check_keys(v, where, e, entity_fields);
     bool scope_ok = check_scope(v, where, e, "scope"); /* both report their problem */
-    bool name_ok = check_text(v, where, e, "name", MEM_NAME_MAX, true);
+    bool name_ok = check_name(v, where, e, "name", MEM_NAME_MAX, false);
     bool key_ok = scope_ok && name_ok;
-    check_text(v, where, e, "type", MEM_TYPE_MAX, true);
+    check_name(v, where, e, "type", MEM_TYPE_MAX, true);
     check_unit(v, where, e, "confidence");
     check_metadata(v, where, e, "metadata");
     check_time(v, where, e, "created_at", false);
@@ -491,7 +520,18 @@ static void validate_entity(validator *v, size_t i, json_t *e, int64_t *observat
             continue;
         }
         check_keys(v, w2, o, observation_fields);
-        check_text(v, w2, o, "text", MEM_OBSERVATION_MAX, true);
+        if (check_text(v, w2, o, "text", MEM_OBSERVATION_MAX, true)) {
+            /* the store's rule: tab and newline are the only control characters */
+            const char *t = json_string_value(json_object_get(o, "text"));
+            for (size_t k = 0; t[k]; k++) {
+                unsigned char ch = (unsigned char)t[k];
+                if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7f) {
+                    vfail(v, w2, "text: control character 0x%02x at byte %zu is not allowed", ch,
+                          k);
+                    break;
+                }
+            }
+        }
         check_time(v, w2, o, "at", false);
         check_time(v, w2, o, "removed_at", true);
         (*observations)++;
@@ -518,7 +558,7 @@ static void validate_entity(validator *v, size_t i, json_t *e, int64_t *observat
                 vfail(v, w2, "version %s appears twice", k);
             json_object_set_new(versions, k, json_true());
         }
-        check_text(v, w2, o, "type", MEM_TYPE_MAX, true);
+        check_name(v, w2, o, "type", MEM_TYPE_MAX, true);
         check_unit(v, w2, o, "confidence");
         check_metadata(v, w2, o, "metadata");
         check_time(v, w2, o, "changed_at", false);
@@ -551,11 +591,19 @@ static void validate_relation(validator *v, size_t i, json_t *r)
     check_keys(v, where, r, relation_fields);
     /* every check runs (each reports its own problem), then all must pass */
     bool from_scope = check_scope(v, where, r, "from_scope");
-    bool from = check_text(v, where, r, "from", MEM_NAME_MAX, true);
+    bool from = check_name(v, where, r, "from", MEM_NAME_MAX, false);
     bool to_scope = check_scope(v, where, r, "to_scope");
-    bool to = check_text(v, where, r, "to", MEM_NAME_MAX, true);
+    bool to = check_name(v, where, r, "to", MEM_NAME_MAX, false);
     bool ends = from_scope && from && to_scope && to;
     bool type = check_text(v, where, r, "type", MEM_TYPE_MAX, true);
+    if (type) {
+        const char *t = json_string_value(json_object_get(r, "type"));
+        for (size_t k = 0; t[k] && type; k++)
+            if (!((t[k] >= 'a' && t[k] <= 'z') || (t[k] >= '0' && t[k] <= '9') || t[k] == '_')) {
+                vfail(v, where, "type: relation types are lower_snake_case (depends_on)");
+                type = false;
+            }
+    }
     check_unit(v, where, r, "strength");
     check_time(v, where, r, "created_at", false);
     check_text(v, where, r, "created_by", ACTOR_MAX, false);

@@ -64,7 +64,9 @@ static int copy_prepare(table_copy *c)
     int value_cols = count_cols(t->cols);
     if (t->key_cols == 1) {
         first = sqlite3_mprintf("SELECT rowid, %s FROM \"%w\" ORDER BY rowid", t->cols, t->name);
-        after = sqlite3_mprintf("SELECT rowid, %s FROM \"%w\" WHERE rowid > ?1 ORDER BY rowid",
+        /* ">=": a seek to a key on a readable page must not first touch the
+         * damaged page holding the key before it */
+        after = sqlite3_mprintf("SELECT rowid, %s FROM \"%w\" WHERE rowid >= ?1 ORDER BY rowid",
                                 t->cols, t->name);
         ins = sqlite3_mprintf("INSERT INTO \"%w\"(rowid, %s) VALUES (?", t->name, t->cols);
     } else {

@@ -187,7 +187,7 @@ static int sql_fail(memstore *ms, cx_error *err, const char *what)
         return cx_error_set(err, cx, "memory database: %s: the disk is full (%s)", what,
                             sqlite3_errmsg(ms->db));
     if (primary == SQLITE_READONLY)
-        return cx_error_set(err, cx,
+        return cx_error_set(err, CX_EUNAVAIL,
                             "memory database: %s: the file or its directory is read-only (%s); "
                             "check the data dir's owner and mode",
                             what, sqlite3_errmsg(ms->db));
@@ -759,6 +759,24 @@ int memstore_scope_reset(memstore *ms, const char *agent, mem_scope_kind scope,
 /* Text fields: valid UTF-8, no NUL, no control characters (tabs allowed in
  * observations only), within max bytes. */
 static int check_text(const json_t *v, const char *field, size_t max, bool allow_ws,
+                      const char **out, cx_error *err);
+
+/* Entity names also appear in URL paths (/memory/entities/{scope}/{name}):
+ * no '/'. */
+static int check_name(const json_t *v, const char *field, const char **out, cx_error *err)
+{
+    int rc = check_text(v, field, MEM_NAME_MAX, false, out, err);
+    if (rc)
+        return rc;
+    if (strchr(*out, '/'))
+        return cx_error_set(err, CX_EINVAL,
+                            "%s: '/' is not allowed in entity names (they are used in URL "
+                            "paths); use another separator such as ':' or '-'",
+                            field);
+    return 0;
+}
+
+static int check_text(const json_t *v, const char *field, size_t max, bool allow_ws,
                       const char **out, cx_error *err)
 {
     if (!json_is_string(v))
@@ -1146,7 +1164,7 @@ static int parse_entity_req(const json_t *req, const mem_caller *c, entity_req *
         return cx_error_set(err, CX_EINVAL, "the entity must be a JSON object");
     if (check_unknown_keys(req, entity_keys, err) ||
         pick_scope(json_object_get(req, "scope"), c, "scope", r->scope, err) ||
-        check_text(json_object_get(req, "name"), "name", MEM_NAME_MAX, false, &r->name, err))
+        check_name(json_object_get(req, "name"), "name", &r->name, err))
         return err && err->code ? err->code : CX_EINVAL;
     const json_t *t = json_object_get(req, "type");
     if (t && !json_is_null(t) && check_type(t, "type", &r->type, err))
@@ -1469,8 +1487,8 @@ int memstore_relation_put(memstore *ms, const mem_caller *c, const json_t *req, 
     double strength = 1.0;
     if (check_unknown_keys(req, keys, err) ||
         pick_scope(json_object_get(req, "scope"), c, "scope", scope, err) ||
-        check_text(json_object_get(req, "from"), "from", MEM_NAME_MAX, false, &from, err) ||
-        check_text(json_object_get(req, "to"), "to", MEM_NAME_MAX, false, &to, err) ||
+        check_name(json_object_get(req, "from"), "from", &from, err) ||
+        check_name(json_object_get(req, "to"), "to", &to, err) ||
         check_relation_type(json_object_get(req, "type"), &type, err) ||
         check_unit(json_object_get(req, "strength"), "strength", &strength, err))
         return err && err->code ? err->code : CX_EINVAL;
@@ -1974,9 +1992,9 @@ int memstore_graph(memstore *ms, const mem_caller *c, const char *scope, const c
         return cx_error_set(err, CX_ENOTFOUND, "no entity %s in scope %s", q, scope);
     }
     json_t *edges = NULL;
-    json_t *nodes = expand(ms, c, &id, 1, depth ? depth : 1, true, &edges);
+    json_t *nodes = expand(ms, c, &id, 1, depth, true, &edges);
     *out = json_pack("{s:o, s:o, s:o, s:i}", "root", entity_json(ms, id, false, 20), "nodes", nodes,
-                     "edges", edges ? edges : json_array(), "depth", depth ? depth : 1);
+                     "edges", edges ? edges : json_array(), "depth", depth);
     return 0;
 }
 

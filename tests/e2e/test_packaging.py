@@ -67,6 +67,11 @@ def expected_alert(name, eval_time, labels):
             "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}]}
 
 
+def no_alert(name, eval_time):
+    """An alert_rule_test entry saying name is not firing at eval_time."""
+    return {"eval_time": eval_time, "alertname": name, "exp_alerts": []}
+
+
 @pytest.mark.skipif(not PROMTOOL, reason="promtool (Debian package prometheus) is missing")
 def test_alert_rules_fire_on_the_server_metrics(tmp_path):
     """promtool's rule unit tests, fed with series named as /metrics names them."""
@@ -90,6 +95,18 @@ def test_alert_rules_fire_on_the_server_metrics(tmp_path):
                            'outcome="answered"}', "values": "0+60x40"},
                 {"series": 'caxton_agent_messages_total{agent="w",instance="a",job="caxton",'
                            'outcome="failed"}', "values": "0+30x40"},
+                # memory: instance a goes wrong, instance b stays healthy
+                {"series": 'caxton_memory_scope_violations_total{instance="a",job="caxton"}',
+                 "values": "0 0 0 1x20"},
+                {"series": 'caxton_memory_scope_violations_total{instance="b",job="caxton"}',
+                 "values": "3x23"},
+                {"series": 'caxton_memory_up{instance="a",job="caxton"}',
+                 "values": "1 1 0x10"},
+                {"series": 'caxton_memory_up{instance="b",job="caxton"}', "values": "1x12"},
+                {"series": 'caxton_memory_usage{instance="a",job="caxton"}',
+                 "values": "0.1+0.01x60"},
+                {"series": 'caxton_memory_usage{instance="b",job="caxton"}',
+                 "values": "0.79x60"},
             ],
             "alert_rule_test": [
                 expected_alert("CaxtonConfigValidationFailures", "4m",
@@ -104,6 +121,20 @@ def test_alert_rules_fire_on_the_server_metrics(tmp_path):
                                 "agent": "w"}),
                 expected_alert("CaxtonAgentFailures", "30m",
                                {"severity": "warning", "instance": "a", "agent": "w"}),
+                # a violation fires at once, and stops when none came for 10 minutes
+                no_alert("CaxtonMemoryScopeViolation", "2m"),
+                expected_alert("CaxtonMemoryScopeViolation", "5m",
+                               {"severity": "warning", "instance": "a", "job": "caxton"}),
+                no_alert("CaxtonMemoryScopeViolation", "20m"),
+                # unavailable since 2m: pending for 2 minutes, then firing
+                no_alert("CaxtonMemoryUnavailable", "3m"),
+                expected_alert("CaxtonMemoryUnavailable", "5m",
+                               {"severity": "critical", "instance": "a", "job": "caxton"}),
+                # growing 0.6 per hour passes 0.8 (predicted) after 10m, fires 15m later;
+                # a flat 0.79 never does
+                no_alert("CaxtonMemoryGrowth", "20m"),
+                expected_alert("CaxtonMemoryGrowth", "40m",
+                               {"severity": "warning", "instance": "a", "job": "caxton"}),
             ],
         }],
     }

@@ -922,8 +922,9 @@ static void test_recover_nothing_and_no_backup(void **state)
 
 /* ---- export / import ------------------------------------------------------------------ */
 
+/* what the store accepts in names (control characters and '/' it refuses) */
 static const char *const odd_names[] = {
-    "say \"hi\"", "two\nlines", "tab\there", "caf\xc3\xa9 \xe2\x98\x95", "back\\slash",
+    "say \"hi\"", "semi;colon", "a:b", "caf\xc3\xa9 \xe2\x98\x95", "back\\slash",
     "'single'",
 };
 
@@ -1121,6 +1122,14 @@ static void test_import_refuses_truncated_and_forged(void **state)
     strbuf_appends(&sb, "\"}]}");
     refused(f, sb.data, "name is 10240 bytes; the limit is 256");
     strbuf_free(&sb);
+
+    /* what the store refuses, import refuses too */
+    refused(f, DOC_HEAD "{\"scope\": \"global\", \"type\": \"t\", \"name\": \"two\\nlines\"}]}",
+            "control character 0x0a");
+    refused(f, DOC_HEAD "{\"scope\": \"global\", \"type\": \"t\", \"name\": \"in/out\"}]}",
+            "'/' is not allowed");
+    refused(f, DOC_HEAD "{\"scope\": \"global\", \"type\": \"a<b\", \"name\": \"x\"}]}",
+            "only letters, digits");
 
     /* a relation to nowhere: no database is created for it either */
     const char *lonely = DOC_HEAD GOOD_ENTITY "], \"relations\": [{\"from_scope\": \"global\", "

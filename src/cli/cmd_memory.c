@@ -876,6 +876,28 @@ static void snippet(const json_t *observations, char *buf, size_t size)
     snprintf(buf, size, "%.*s...", (int)cut, text);
 }
 
+/* GETs the path built so far (rc: how building it went; the path is freed)
+ * and prints the answer as JSON or with `print`. */
+static int get_and_print(const cli_invocation *inv, strbuf *path, int rc,
+                         void (*print)(const json_t *doc))
+{
+    if (rc != 0 || path->failed) {
+        strbuf_free(path);
+        return out_of_memory();
+    }
+    client_response resp;
+    rc = cli_request_once(inv, "GET", path->data, NULL, &resp);
+    strbuf_free(path);
+    if (rc != 0)
+        return rc;
+    if (want_json(inv))
+        output_json(stdout, resp.json);
+    else
+        print(resp.json);
+    client_response_free(&resp);
+    return CLI_EXIT_OK;
+}
+
 static void print_search(const json_t *doc)
 {
     const json_t *results = json_object_get(doc, "results");
@@ -929,21 +951,7 @@ int cmd_memory_search(const cli_invocation *inv)
         rc = cli_query_add(&path, "q", inv->args[0]);
     for (size_t i = 0; rc == 0 && query[i]; i += 2)
         rc = cli_query_add(&path, query[i], cli_flag_value(inv, query[i + 1]));
-    if (rc != 0 || path.failed) {
-        strbuf_free(&path);
-        return out_of_memory();
-    }
-    client_response resp;
-    rc = cli_request_once(inv, "GET", path.data, NULL, &resp);
-    strbuf_free(&path);
-    if (rc != 0)
-        return rc;
-    if (want_json(inv))
-        output_json(stdout, resp.json);
-    else
-        print_search(resp.json);
-    client_response_free(&resp);
-    return CLI_EXIT_OK;
+    return get_and_print(inv, &path, rc, print_search);
 }
 
 static void print_entity(const json_t *e)
@@ -1002,21 +1010,7 @@ int cmd_memory_show(const cli_invocation *inv)
         rc = cli_query_add(&path, "agent", cli_flag_value(inv, "agent"));
     if (rc == 0)
         rc = cli_query_add(&path, "history", cli_flag_set(inv, "history") ? "1" : NULL);
-    if (rc != 0 || path.failed) {
-        strbuf_free(&path);
-        return out_of_memory();
-    }
-    client_response resp;
-    rc = cli_request_once(inv, "GET", path.data, NULL, &resp);
-    strbuf_free(&path);
-    if (rc != 0)
-        return rc;
-    if (want_json(inv))
-        output_json(stdout, resp.json);
-    else
-        print_entity(resp.json);
-    client_response_free(&resp);
-    return CLI_EXIT_OK;
+    return get_and_print(inv, &path, rc, print_entity);
 }
 
 /* The body of `memory store`; NULL after printing the usage error (*exit_code set). */
@@ -1231,21 +1225,7 @@ int cmd_memory_graph(const cli_invocation *inv)
         rc = cli_query_add(&path, "depth", cli_flag_value(inv, "depth"));
     if (rc == 0)
         rc = cli_query_add(&path, "agent", cli_flag_value(inv, "agent"));
-    if (rc != 0 || path.failed) {
-        strbuf_free(&path);
-        return out_of_memory();
-    }
-    client_response resp;
-    rc = cli_request_once(inv, "GET", path.data, NULL, &resp);
-    strbuf_free(&path);
-    if (rc != 0)
-        return rc;
-    if (want_json(inv))
-        output_json(stdout, resp.json);
-    else
-        print_graph(resp.json);
-    client_response_free(&resp);
-    return CLI_EXIT_OK;
+    return get_and_print(inv, &path, rc, print_graph);
 }
 
 /* ---- agents reconnect-memory ---------------------------------------------------------------- */

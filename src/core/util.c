@@ -229,7 +229,7 @@ int fs_write_all(int fd, const void *data, size_t len)
 }
 
 /* Makes the rename durable: the directory entry itself must reach the disk. */
-static int fsync_parent_dir(const char *path)
+int fs_fsync_parent(const char *path)
 {
     char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
@@ -279,7 +279,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
         unlink(tmp);
         return cx_error_set(err, CX_EIO, "cannot write %s: %s", path, strerror(saved));
     }
-    if (fsync_parent_dir(path) != 0)
+    if (fs_fsync_parent(path) != 0)
         return cx_error_set(err, CX_EIO, "cannot sync the directory of %s: %s", path,
                             strerror(errno));
     return 0;

@@ -42,6 +42,9 @@ void hex_encode(const uint8_t *in, size_t len, char *out); /* out: 2*len+1 */
 
 /* Files. */
 int fs_mkdir_p(const char *path, mode_t mode, cx_error *err);
+/* fsync()s the directory holding path, so a rename or a new entry in it is
+ * durable. 0, or -1 with errno set. */
+int fs_fsync_parent(const char *path);
 /* Writes via a temp file + fsync + rename, so readers see old or new. */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, cx_error *err);
 /* Reads a whole file up to max bytes; *out is NUL-terminated (free()). */

@@ -1397,18 +1397,19 @@ int memstore_entity_put(memstore *ms, const mem_caller *c, const json_t *req, js
     return *out ? 0 : sql_fail(ms, err, "reading the entity back");
 }
 
-int memstore_entity_get(memstore *ms, const mem_caller *c, const char *scope, const char *name,
-                        bool history, size_t obs_limit, json_t **out, cx_error *err)
+/* The entity's id after the availability, scope syntax and access checks
+ * (`op` names the access in a violation), or a negative CX_E* code. */
+static int64_t lookup_checked(memstore *ms, const mem_caller *c, const char *scope,
+                              const char *name, const char *op, bool write, cx_error *err)
 {
-    *out = NULL;
     if (!ms->db)
         return unavailable(ms, err);
     mem_scope_kind k;
     const char *n;
     if (mem_scope_parse(scope, &k, &n, err))
         return CX_EINVAL;
-    if (!mem_can_read(c, scope))
-        return deny(ms, c, scope, "read", err);
+    if (!(write ? mem_can_write(c, scope) : mem_can_read(c, scope)))
+        return deny(ms, c, scope, op, err);
     int64_t id = find_entity(ms, scope, name);
     if (id == -2)
         return sql_fail(ms, err, "looking up the entity");
@@ -1417,6 +1418,16 @@ int memstore_entity_get(memstore *ms, const mem_caller *c, const char *scope, co
         text_quote(name, q, sizeof q);
         return cx_error_set(err, CX_ENOTFOUND, "no entity %s in scope %s", q, scope);
     }
+    return id;
+}
+
+int memstore_entity_get(memstore *ms, const mem_caller *c, const char *scope, const char *name,
+                        bool history, size_t obs_limit, json_t **out, cx_error *err)
+{
+    *out = NULL;
+    int64_t id = lookup_checked(ms, c, scope, name, "read", false, err);
+    if (id < 0)
+        return (int)id;
     *out = entity_json(ms, id, history, obs_limit ? obs_limit : 100);
     return *out ? 0 : sql_fail(ms, err, "reading the entity");
 }
@@ -1424,22 +1435,9 @@ int memstore_entity_get(memstore *ms, const mem_caller *c, const char *scope, co
 int memstore_entity_delete(memstore *ms, const mem_caller *c, const char *scope, const char *name,
                            cx_error *err)
 {
-    if (!ms->db)
-        return unavailable(ms, err);
-    mem_scope_kind k;
-    const char *n;
-    if (mem_scope_parse(scope, &k, &n, err))
-        return CX_EINVAL;
-    if (!mem_can_write(c, scope))
-        return deny(ms, c, scope, "delete", err);
-    int64_t id = find_entity(ms, scope, name);
-    if (id == -2)
-        return sql_fail(ms, err, "looking up the entity");
-    if (id < 0) {
-        char q[80];
-        text_quote(name, q, sizeof q);
-        return cx_error_set(err, CX_ENOTFOUND, "no entity %s in scope %s", q, scope);
-    }
+    int64_t id = lookup_checked(ms, c, scope, name, "delete", true, err);
+    if (id < 0)
+        return (int)id;
     if (exec(ms, "BEGIN IMMEDIATE", err))
         return CX_EIO;
     char sql[128];
@@ -1977,20 +1975,9 @@ int memstore_graph(memstore *ms, const mem_caller *c, const char *scope, const c
         return unavailable(ms, err);
     if (depth < 0 || depth > MEM_GRAPH_DEPTH_MAX)
         return cx_error_set(err, CX_EINVAL, "depth: %d, from 0 to %d", depth, MEM_GRAPH_DEPTH_MAX);
-    mem_scope_kind k;
-    const char *n;
-    if (mem_scope_parse(scope, &k, &n, err))
-        return CX_EINVAL;
-    if (!mem_can_read(c, scope))
-        return deny(ms, c, scope, "read", err);
-    int64_t id = find_entity(ms, scope, name);
-    if (id == -2)
-        return sql_fail(ms, err, "looking up the entity");
-    if (id < 0) {
-        char q[80];
-        text_quote(name, q, sizeof q);
-        return cx_error_set(err, CX_ENOTFOUND, "no entity %s in scope %s", q, scope);
-    }
+    int64_t id = lookup_checked(ms, c, scope, name, "read", false, err);
+    if (id < 0)
+        return (int)id;
     json_t *edges = NULL;
     json_t *nodes = expand(ms, c, &id, 1, depth, true, &edges);
     *out = json_pack("{s:o, s:o, s:o, s:i}", "root", entity_json(ms, id, false, 20), "nodes", nodes,

@@ -173,6 +173,9 @@ static void test_scopes_and_windows(void **state)
     EXPECT("{\"agent\": \"bob\"}", "scope-status", "bob");
     EXPECT("{\"agent\": \"bob\"}", "permissions-check", "bob");
     EXPECT("{\"agent\": \"bob\", \"scope\": \"agent\"}", "scope-reset", "bob", "--scope", "agent");
+    /* the guide's form: the agent keeps its own memory.workspace */
+    EXPECT("{\"agent\": \"bob\", \"scope\": \"workspace\"}", "scope-reset", "bob", "--scope",
+           "workspace");
     EXPECT("{\"agent\": \"bob\", \"scope\": \"workspace\", \"workspace\": \"finance\"}",
            "scope-reset", "bob", "--scope", "workspace", "--workspace", "finance");
 
@@ -250,7 +253,6 @@ static void test_refused(void **state)
     EXPECT_REFUSED("AGENT or --all-agents", "scope-status");
     EXPECT_REFUSED("AGENT or --all-agents", "scope-status", "bob", "--all-agents");
     EXPECT_REFUSED("did you mean 'workspace'", "scope-reset", "bob", "--scope", "workspce");
-    EXPECT_REFUSED("--workspace NAME", "scope-reset", "bob", "--scope", "workspace");
     EXPECT_REFUSED("--scope workspace only", "scope-reset", "bob", "--scope", "global",
                    "--workspace", "w");
     EXPECT_REFUSED("--size", "adjust-cache", "--size", "lots");

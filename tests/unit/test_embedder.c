@@ -1,0 +1,599 @@
+/* Remote embeddings end to end on a real libuv loop against a scripted
+ * embeddings server on 127.0.0.1 (embed_server.h): llm_embed on the wire
+ * (paths, auth, order by index, retries, refusals, deadlines), the embedder
+ * layer (configuration checks, batching into requests, one request in
+ * flight per lane, the LRU cache, timeouts, cancellation, freeing with work
+ * in flight), and the memory store with a remote embedder (writes that do
+ * not wait for the network, the queue of entities waiting for vectors, its
+ * retries and the searches that fall back to text). Every wait is bounded. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "llm/llm.h"
+#include "memory/embed.h"
+#include "memory/embedder.h"
+
+#include "embed_server.h"
+
+#define API_KEY "sk-embed-test-0123456789"
+
+/* ---- fixture ---------------------------------------------------------------------------------- */
+
+typedef struct fixture {
+    esrv srv;
+    uv_loop_t loop;
+    uv_timer_t tick;
+    json_t *providers;
+    llm_client *llm;
+    embedder *emb;
+} fixture;
+
+static void on_tick(uv_timer_t *t) { (void)t; }
+
+static json_t *providers_for(unsigned port, const char *retries)
+{
+    char v1[64], root[64];
+    snprintf(v1, sizeof v1, "http://127.0.0.1:%u/v1", port);
+    snprintf(root, sizeof root, "http://127.0.0.1:%u", port);
+    return json_pack("{s:{s:s, s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:s, s:s},"
+                     " s:{s:s, s:s, s:s}}",
+                     "emb", "type", "openai", "base_url", v1, "api_key", API_KEY, "timeout",
+                     "5s", "retries", retries, "local", "type", "ollama", "base_url", root,
+                     "timeout", "5s", "retries", retries, "claude", "type", "anthropic",
+                     "base_url", root, "api_key", "x");
+}
+
+static void fixture_start(fixture *f, const char *retries)
+{
+    memset(f, 0, sizeof *f);
+    assert_true(esrv_start(&f->srv));
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    uv_timer_init(&f->loop, &f->tick);
+    uv_timer_start(&f->tick, on_tick, 10, 10);
+    f->providers = providers_for(f->srv.port, retries);
+    cx_error err = {0};
+    f->llm = llm_client_new(&f->loop, f->providers, &err);
+    if (!f->llm)
+        fail_msg("llm_client_new: %s", err.msg);
+}
+
+static void fixture_embedder(fixture *f, const char *kind, size_t batch, size_t cache)
+{
+    embedder_config cfg = {.kind = kind, .model = "emb-model", .batch = batch, .cache = cache};
+    cx_error err = {0};
+    f->emb = embedder_new(&cfg, f->providers, &f->loop, f->llm, &err);
+    if (!f->emb)
+        fail_msg("embedder_new: %s", err.msg);
+}
+
+static void run_until(fixture *f, const int *counter, int want, unsigned max_ms)
+{
+    uint64_t end = esrv_now_ms() + max_ms;
+    while (*counter < want && esrv_now_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static void run_for(fixture *f, unsigned ms)
+{
+    int never = 0;
+    run_until(f, &never, 1, ms);
+}
+
+static void fixture_stop(fixture *f)
+{
+    embedder_free(f->emb);
+    f->emb = NULL;
+    llm_client_close(f->llm);
+    uv_close((uv_handle_t *)&f->tick, NULL);
+    for (int i = 0; i < 1000 && uv_run(&f->loop, UV_RUN_NOWAIT) != 0; i++)
+        usleep(1000);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    json_decref(f->providers);
+    esrv_stop(&f->srv);
+}
+
+static void set_srv(fixture *f, int fail_next, int fail_status, unsigned delay_ms,
+                    const char *body)
+{
+    pthread_mutex_lock(&f->srv.lock);
+    f->srv.fail_next = fail_next;
+    f->srv.fail_status = fail_status;
+    f->srv.delay_ms = delay_ms;
+    f->srv.body = body;
+    pthread_mutex_unlock(&f->srv.lock);
+}
+
+/* ---- llm_embed -------------------------------------------------------------------------------- */
+
+typedef struct got {
+    int calls;
+    int code;
+    char reason[32];
+    char detail[512];
+    long status;
+    unsigned attempts;
+    size_t count, dim;
+    float vectors[4][8];
+} got;
+
+static void on_embedded(const llm_result *r, void *arg)
+{
+    got *g = arg;
+    g->calls++;
+    g->code = r->code;
+    snprintf(g->reason, sizeof g->reason, "%s", r->reason ? r->reason : "");
+    snprintf(g->detail, sizeof g->detail, "%s", r->detail);
+    g->status = r->http_status;
+    g->attempts = r->attempts;
+    g->count = r->embedding_count;
+    g->dim = r->embedding_dim;
+    for (size_t i = 0; i < r->embedding_count && i < 4 && r->embedding_dim == 8; i++)
+        memcpy(g->vectors[i], r->embeddings + i * 8, sizeof g->vectors[i]);
+}
+
+static const char *const three[] = {"red apples", "green pears", "a third text"};
+
+static void check_vectors(const got *g)
+{
+    for (size_t i = 0; i < 3; i++) {
+        float want[8];
+        esrv_vector(three[i], 8, want);
+        for (size_t d = 0; d < 8; d++)
+            assert_true(fabsf(g->vectors[i][d] - want[d]) < 1e-5f);
+    }
+}
+
+static void test_embed_openai(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "0");
+    f.srv.reverse = true; /* placed by index, not by position */
+    got g = {0};
+    llm_embed_request req = {.provider = "emb", .model = "emb-model", .texts = three,
+                             .count = 3};
+    cx_error err = {0};
+    assert_non_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    run_until(&f, &g.calls, 1, 5000);
+    assert_int_equal(g.calls, 1);
+    assert_int_equal(g.code, 0);
+    assert_int_equal(g.count, 3);
+    assert_int_equal(g.dim, 8);
+    check_vectors(&g);
+    assert_string_equal(f.srv.last_path, "/v1/embeddings");
+    assert_string_equal(f.srv.last_auth, "Authorization: Bearer " API_KEY);
+    assert_non_null(strstr(f.srv.last_body, "\"model\":\"emb-model\""));
+    assert_non_null(strstr(f.srv.last_body, "\"input\":[\"red apples\""));
+    json_t *stats = llm_client_stats(f.llm);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(stats, "emb"),
+                                                        "prompt_tokens")),
+                     3);
+    json_decref(stats);
+    fixture_stop(&f);
+}
+
+static void test_embed_ollama(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "0");
+    got g = {0};
+    llm_embed_request req = {.provider = "local", .model = "nomic", .texts = three, .count = 3};
+    cx_error err = {0};
+    assert_non_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    run_until(&f, &g.calls, 1, 5000);
+    assert_int_equal(g.code, 0);
+    assert_int_equal(g.count, 3);
+    check_vectors(&g);
+    assert_string_equal(f.srv.last_path, "/api/embed");
+    assert_string_equal(f.srv.last_auth, "");
+    fixture_stop(&f);
+}
+
+static void test_embed_retries_and_refusals(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "2");
+    /* a 503, then the answer */
+    set_srv(&f, 1, 503, 0, NULL);
+    got g = {0};
+    llm_embed_request req = {.provider = "emb", .model = "emb-model", .texts = three,
+                             .count = 3};
+    cx_error err = {0};
+    assert_non_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    run_until(&f, &g.calls, 1, 8000);
+    assert_int_equal(g.code, 0);
+    assert_int_equal(g.attempts, 2);
+    /* a 400 is final: no retry */
+    set_srv(&f, 5, 400, 0, NULL);
+    g = (got){0};
+    assert_non_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    run_until(&f, &g.calls, 1, 8000);
+    assert_int_not_equal(g.code, 0);
+    assert_string_equal(g.reason, LLM_REASON_PROVIDER_ERROR);
+    assert_int_equal(g.status, 400);
+    assert_int_equal(g.attempts, 1);
+    assert_non_null(strstr(g.detail, "scripted failure"));
+    /* answers that do not fit the request */
+    set_srv(&f, 0, 0, 0, "{\"data\":[{\"index\":0,\"embedding\":[1,2]}]}");
+    g = (got){0};
+    assert_non_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    run_until(&f, &g.calls, 1, 8000);
+    assert_string_equal(g.reason, LLM_REASON_MALFORMED);
+    assert_non_null(strstr(g.detail, "1 embeddings for 3 texts"));
+    set_srv(&f, 0, 0, 0, "{\"data\":[]}");
+    g = (got){0};
+    assert_non_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    run_until(&f, &g.calls, 1, 8000);
+    assert_string_equal(g.reason, LLM_REASON_EMPTY);
+    fixture_stop(&f);
+}
+
+static void test_embed_refused_at_the_door(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "0");
+    got g = {0};
+    cx_error err = {0};
+    llm_embed_request req = {.provider = "claude", .model = "m", .texts = three, .count = 3};
+    assert_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    assert_int_equal(err.code, CX_EINVAL);
+    assert_non_null(strstr(err.msg, "no embeddings API"));
+    req = (llm_embed_request){.provider = "emb", .texts = three, .count = 3};
+    assert_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    assert_non_null(strstr(err.msg, "no embedding model"));
+    const char *empty[] = {"one", ""};
+    req = (llm_embed_request){.provider = "emb", .model = "m", .texts = empty, .count = 2};
+    assert_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    assert_non_null(strstr(err.msg, "text 1"));
+    req = (llm_embed_request){.provider = "nope", .model = "m", .texts = three, .count = 3};
+    assert_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    assert_int_equal(err.code, CX_ENOTFOUND);
+    req = (llm_embed_request){.provider = "emb", .model = "m", .texts = three, .count = 0};
+    assert_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    run_for(&f, 50);
+    assert_int_equal(g.calls, 0);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 0);
+    fixture_stop(&f);
+}
+
+static void test_embed_deadline(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "0");
+    set_srv(&f, 0, 0, 2000, NULL);
+    got g = {0};
+    llm_embed_request req = {.provider = "emb", .model = "m", .texts = three, .count = 3,
+                             .deadline_ms = esrv_now_ms() + 200};
+    cx_error err = {0};
+    uint64_t t0 = esrv_now_ms();
+    assert_non_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
+    run_until(&f, &g.calls, 1, 5000);
+    assert_string_equal(g.reason, LLM_REASON_TIMEOUT);
+    assert_true(esrv_now_ms() - t0 < 1500);
+    fixture_stop(&f);
+}
+
+/* ---- the embedder ----------------------------------------------------------------------------- */
+
+static void test_config_check(void **state)
+{
+    (void)state;
+    json_t *providers = providers_for(1, "0");
+    json_t *errors = NULL;
+    embedder_config c = {.kind = "builtin"};
+    assert_int_equal(embedder_config_check(&c, providers, &errors), 0);
+    json_decref(errors);
+    c = (embedder_config){.kind = "openai", .model = "text-embedding-3-small"};
+    assert_int_equal(embedder_config_check(&c, providers, &errors), 0);
+    json_decref(errors);
+    c = (embedder_config){.kind = "openai"};
+    assert_int_equal(embedder_config_check(&c, providers, &errors), 1);
+    assert_non_null(strstr(json_string_value(json_array_get(errors, 0)),
+                           "memory.embedding.model: required"));
+    json_decref(errors);
+    c = (embedder_config){.kind = "ollama", .model = "m", .provider = "nope"};
+    assert_int_equal(embedder_config_check(&c, providers, &errors), 1);
+    assert_non_null(strstr(json_string_value(json_array_get(errors, 0)),
+                           "no provider \"nope\" in llm.providers (they are: emb, local, "
+                           "claude)"));
+    json_decref(errors);
+    c = (embedder_config){.kind = "ollama", .model = "m", .provider = "emb"};
+    assert_int_equal(embedder_config_check(&c, providers, &errors), 1);
+    assert_non_null(strstr(json_string_value(json_array_get(errors, 0)),
+                           "\"emb\" is a provider of type openai"));
+    json_decref(errors);
+    json_t *none = json_object();
+    c = (embedder_config){.kind = "openai", .model = "m"};
+    assert_int_equal(embedder_config_check(&c, none, &errors), 1);
+    assert_non_null(strstr(json_string_value(json_array_get(errors, 0)),
+                           "needs a provider of type openai"));
+    json_decref(errors);
+    cx_error err = {0};
+    assert_null(embedder_new(&c, none, NULL, NULL, &err));
+    assert_int_equal(err.code, CX_ECONFIG);
+    json_decref(none);
+    json_decref(providers);
+    /* the builtin one needs nothing */
+    c = (embedder_config){.kind = NULL};
+    embedder *e = embedder_new(&c, NULL, NULL, NULL, &err);
+    assert_non_null(e);
+    assert_false(embedder_is_remote(e));
+    assert_string_equal(embedder_id(e), EMBED_BUILTIN_ID);
+    embedder_free(e);
+}
+
+typedef struct job_out {
+    int calls, code;
+    char reason[32];
+    size_t count, dim;
+    float first[8];
+} job_out;
+
+static void on_job(const embedder_answer *a, void *arg)
+{
+    job_out *o = arg;
+    o->calls++;
+    o->code = a->code;
+    snprintf(o->reason, sizeof o->reason, "%s", a->reason ? a->reason : "");
+    o->count = a->count;
+    o->dim = a->dim;
+    if (a->code == 0 && a->dim == 8)
+        memcpy(o->first, a->vectors, sizeof o->first);
+}
+
+static void test_batching(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "0");
+    fixture_embedder(&f, "openai", 4, 64);
+    assert_true(embedder_is_remote(f.emb));
+    assert_string_equal(embedder_id(f.emb), "openai:emb-model");
+    assert_string_equal(embedder_provider(f.emb), "emb");
+    /* ten searches in one loop turn: ceil(10 / 4) requests */
+    job_out out[10] = {{0}};
+    char texts[10][32];
+    int total = 0;
+    for (int i = 0; i < 10; i++) {
+        snprintf(texts[i], sizeof texts[i], "query number %d", i);
+        const char *t = texts[i];
+        cx_error err = {0};
+        assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &t, 1, 5000, on_job, &out[i],
+                                        &err));
+    }
+    uint64_t end = esrv_now_ms() + 5000;
+    while (esrv_now_ms() < end) {
+        total = 0;
+        for (int i = 0; i < 10; i++)
+            total += out[i].calls;
+        if (total == 10)
+            break;
+        uv_run(&f.loop, UV_RUN_ONCE);
+    }
+    assert_int_equal(total, 10);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 3);
+    assert_int_equal(f.srv.max_batch, 4);
+    for (int i = 0; i < 10; i++) {
+        float want[8];
+        esrv_vector(texts[i], 8, want);
+        assert_int_equal(out[i].code, 0);
+        assert_int_equal(out[i].count, 1);
+        assert_true(fabsf(out[i].first[3] - want[3]) < 1e-5f);
+    }
+    /* a job of several texts is not split, and the lanes are separate */
+    job_out bulk = {0}, query = {0};
+    const char *many[] = {"a b", "c d", "e f"};
+    const char *one = "g h";
+    cx_error err = {0};
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_BULK, many, 3, 0, on_job, &bulk, &err));
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &one, 1, 0, on_job, &query,
+                                    &err));
+    run_until(&f, &bulk.calls, 1, 5000);
+    run_until(&f, &query.calls, 1, 5000);
+    assert_int_equal(bulk.count, 3);
+    assert_int_equal(query.count, 1);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 5);
+    json_t *stats = embedder_stats_json(f.emb);
+    assert_int_equal(json_integer_value(json_object_get(stats, "requests")), 5);
+    assert_int_equal(json_integer_value(json_object_get(stats, "texts")), 14);
+    json_decref(stats);
+    fixture_stop(&f);
+}
+
+static void test_one_request_in_flight(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "0");
+    fixture_embedder(&f, "ollama", 8, 0);
+    set_srv(&f, 0, 0, 300, NULL);
+    job_out a = {0}, b = {0}, c = {0};
+    const char *ta = "first", *tb = "second", *tc = "third";
+    cx_error err = {0};
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &ta, 1, 0, on_job, &a, &err));
+    uint64_t end = esrv_now_ms() + 3000;
+    while (esrv_count(&f.srv, &f.srv.requests) < 1 && esrv_now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    /* while the first is out, two more wait and then go together */
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &tb, 1, 0, on_job, &b, &err));
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &tc, 1, 0, on_job, &c, &err));
+    run_until(&f, &c.calls, 1, 5000);
+    assert_int_equal(a.calls + b.calls + c.calls, 3);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 2);
+    assert_int_equal(f.srv.max_batch, 2);
+    assert_string_equal(f.srv.last_path, "/api/embed");
+    fixture_stop(&f);
+}
+
+static void test_cache(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "0");
+    fixture_embedder(&f, "openai", 8, 2);
+    const char *texts[] = {"alpha", "beta", "gamma"};
+    job_out o = {0};
+    cx_error err = {0};
+    size_t dim = 0;
+    assert_null(embedder_cache_get(f.emb, "alpha", 5, &dim));
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_BULK, texts, 2, 0, on_job, &o, &err));
+    run_until(&f, &o.calls, 1, 5000);
+    const float *v = embedder_cache_get(f.emb, "alpha", 5, &dim);
+    assert_non_null(v);
+    assert_int_equal(dim, 8);
+    float want[8];
+    esrv_vector("alpha", 8, want);
+    assert_true(fabsf(v[1] - want[1]) < 1e-6f);
+    /* alpha was used last: gamma pushes beta out */
+    o = (job_out){0};
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_BULK, &texts[2], 1, 0, on_job, &o,
+                                    &err));
+    run_until(&f, &o.calls, 1, 5000);
+    assert_non_null(embedder_cache_get(f.emb, "alpha", 5, &dim));
+    assert_non_null(embedder_cache_get(f.emb, "gamma", 5, &dim));
+    assert_null(embedder_cache_get(f.emb, "beta", 4, &dim));
+    /* long texts are cut, and the cut text is the key */
+    char *big = malloc(EMBEDDER_TEXT_MAX + 100);
+    memset(big, 'w', EMBEDDER_TEXT_MAX + 99);
+    big[EMBEDDER_TEXT_MAX + 99] = '\0';
+    o = (job_out){0};
+    const char *bt = big;
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_BULK, &bt, 1, 0, on_job, &o, &err));
+    run_until(&f, &o.calls, 1, 5000);
+    assert_int_equal(o.code, 0);
+    big[EMBEDDER_TEXT_MAX] = '\0';
+    assert_non_null(embedder_cache_get(f.emb, big, EMBEDDER_TEXT_MAX, &dim));
+    free(big);
+    embedder_cache_clear(f.emb);
+    assert_null(embedder_cache_get(f.emb, "alpha", 5, &dim));
+    json_t *stats = embedder_stats_json(f.emb);
+    json_t *cache = json_object_get(stats, "cache");
+    assert_int_equal(json_integer_value(json_object_get(cache, "entries")), 0);
+    assert_true(json_integer_value(json_object_get(cache, "hits")) >= 3);
+    json_decref(stats);
+    fixture_stop(&f);
+}
+
+static void test_timeout_cancel_and_free(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "0");
+    fixture_embedder(&f, "openai", 8, 16);
+    set_srv(&f, 0, 0, 400, NULL);
+    /* the wait ends before the answer (and so does the request: the lane is
+     * free again at the job's deadline) */
+    job_out slow = {0};
+    const char *t = "slow words";
+    cx_error err = {0};
+    uint64_t t0 = esrv_now_ms();
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &t, 1, 100, on_job, &slow, &err));
+    run_until(&f, &slow.calls, 1, 3000);
+    assert_int_equal(slow.calls, 1);
+    assert_string_equal(slow.reason, LLM_REASON_TIMEOUT);
+    assert_true(esrv_now_ms() - t0 < 380);
+    /* cancelled once sent: no callback, but the answer fills the cache */
+    int before = esrv_count(&f.srv, &f.srv.requests);
+    job_out left = {0};
+    const char *t1 = "cancelled words";
+    embedder_job *sent = embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &t1, 1, 0, on_job, &left,
+                                         &err);
+    uint64_t end = esrv_now_ms() + 3000;
+    while (esrv_count(&f.srv, &f.srv.requests) == before && esrv_now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    embedder_job_cancel(sent);
+    size_t dim = 0;
+    end = esrv_now_ms() + 3000;
+    while (!embedder_cache_get(f.emb, t1, strlen(t1), &dim) && esrv_now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(dim, 8);
+    assert_int_equal(left.calls, 0);
+    /* cancelled before it was sent: no callback, no request */
+    before = esrv_count(&f.srv, &f.srv.requests);
+    job_out gone = {0};
+    const char *t2 = "never sent";
+    embedder_job *j = embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &t2, 1, 0, on_job, &gone,
+                                      &err);
+    embedder_job_cancel(j);
+    run_for(&f, 100);
+    assert_int_equal(gone.calls, 0);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), before);
+    /* freed with a request in flight and a job waiting: no callback */
+    job_out a = {0}, b = {0};
+    const char *ta = "in flight", *tb = "waiting";
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &ta, 1, 0, on_job, &a, &err));
+    end = esrv_now_ms() + 3000;
+    while (esrv_count(&f.srv, &f.srv.requests) == before && esrv_now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_non_null(embedder_submit(f.emb, EMBEDDER_LANE_QUERY, &tb, 1, 0, on_job, &b, &err));
+    embedder_free(f.emb);
+    f.emb = NULL;
+    run_for(&f, 600);
+    assert_int_equal(a.calls + b.calls, 0);
+    fixture_stop(&f);
+}
+
+static int wake_count;
+static void on_wake_test(void *arg)
+{
+    (void)arg;
+    wake_count++;
+}
+
+static void test_wake(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, "0");
+    fixture_embedder(&f, "openai", 8, 16);
+    wake_count = 0;
+    embedder_set_wake(f.emb, on_wake_test, NULL);
+    embedder_wake_after(f.emb, 50);
+    embedder_wake_after(f.emb, 20); /* replaces the first */
+    assert_true(embedder_wake_pending(f.emb));
+    run_for(&f, 200);
+    assert_int_equal(wake_count, 1);
+    assert_false(embedder_wake_pending(f.emb));
+    embedder_wake_after(f.emb, 20);
+    embedder_wake_stop(f.emb);
+    run_for(&f, 100);
+    assert_int_equal(wake_count, 1);
+    embedder_wake_after(f.emb, 1000); /* pending at free: never runs */
+    fixture_stop(&f);
+    assert_int_equal(wake_count, 1);
+}
+
+int main(void)
+{
+    log_set_level(LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_embed_openai),
+        cmocka_unit_test(test_embed_ollama),
+        cmocka_unit_test(test_embed_retries_and_refusals),
+        cmocka_unit_test(test_embed_refused_at_the_door),
+        cmocka_unit_test(test_embed_deadline),
+        cmocka_unit_test(test_config_check),
+        cmocka_unit_test(test_batching),
+        cmocka_unit_test(test_one_request_in_flight),
+        cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_timeout_cancel_and_free),
+        cmocka_unit_test(test_wake),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

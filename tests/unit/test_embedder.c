@@ -12,10 +12,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ftw.h>
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -24,6 +27,7 @@
 #include "llm/llm.h"
 #include "memory/embed.h"
 #include "memory/embedder.h"
+#include "memory/memstore.h"
 
 #include "embed_server.h"
 
@@ -579,6 +583,421 @@ static void test_wake(void **state)
     assert_int_equal(wake_count, 1);
 }
 
+
+/* ---- the memory store with a remote embedder -------------------------------------------------- */
+
+static char dir[64];
+static char db_path[128];
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static const mem_caller op = {.agent = NULL, .enabled = true, .scope = MEM_SCOPE_GLOBAL,
+                              .global_write = true};
+
+/* Opens the store on db_path with a new embedder of this kind (the store owns it). */
+static memstore *store_open(fixture *f, const char *kind, size_t batch)
+{
+    embedder *e = NULL;
+    if (kind) {
+        fixture_embedder(f, kind, batch, 256);
+        e = f->emb;
+        f->emb = NULL;
+    }
+    memstore_options o = {.path = db_path, .cache_size = 4 << 20, .embedder = e};
+    cx_error err = {0};
+    memstore *ms = memstore_open(&o, &err);
+    assert_non_null(ms);
+    assert_true(memstore_available(ms));
+    return ms;
+}
+
+static void store_put(memstore *ms, const char *name, const char *observation)
+{
+    json_t *req = json_pack("{s:s, s:s, s:s, s:[s]}", "scope", "global", "name", name, "type",
+                            "fact", "observations", observation);
+    json_t *out = NULL;
+    cx_error err = {0};
+    int rc = memstore_entity_put(ms, &op, req, &out, &err);
+    if (rc)
+        fail_msg("entity_put: %s", err.msg);
+    json_decref(out);
+    json_decref(req);
+}
+
+static memstore_stats stats_of(memstore *ms)
+{
+    memstore_stats st;
+    memstore_get_stats(ms, &st);
+    return st;
+}
+
+/* Runs the loop until no entity waits (bounded); returns how many wait. */
+static int64_t drain(fixture *f, memstore *ms, unsigned max_ms)
+{
+    uint64_t end = esrv_now_ms() + max_ms;
+    int64_t waiting = stats_of(ms).embeddings_waiting;
+    while (waiting > 0 && esrv_now_ms() < end) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+        waiting = stats_of(ms).embeddings_waiting;
+    }
+    return waiting;
+}
+
+typedef struct search_out {
+    int calls, rc;
+    json_t *result;
+} search_out;
+
+static void on_search(int rc, json_t *result, const cx_error *err, void *arg)
+{
+    (void)err;
+    search_out *o = arg;
+    o->calls++;
+    o->rc = rc;
+    json_decref(o->result);
+    o->result = result ? json_incref(result) : NULL;
+}
+
+static void search(fixture *f, memstore *ms, const char *text, search_out *o, bool expect_now)
+{
+    json_decref(o->result);
+    *o = (search_out){0};
+    mem_search_query q = {.text = text, .limit = 5, .mode = MEM_SEARCH_HYBRID};
+    mem_search_req *r = memstore_search_async(ms, &op, &q, on_search, o);
+    if (expect_now) {
+        assert_null(r);
+        assert_int_equal(o->calls, 1);
+    } else {
+        assert_non_null(r);
+        assert_int_equal(o->calls, 0);
+    }
+    run_until(f, &o->calls, 1, 8000);
+    assert_int_equal(o->calls, 1);
+    assert_int_equal(o->rc, 0);
+}
+
+static const char *top_name(const search_out *o)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(o->result, "results"), 0), "name"));
+}
+
+/* The vector stored for an entity, read from the file. */
+static bool stored_vector(const char *name, float *out, size_t dim, char *emb_id, size_t size)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    bool ok = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+              sqlite3_prepare_v2(db, "SELECT m.embedder, m.vector FROM embeddings m JOIN "
+                                     "entities e ON e.id = m.entity_id WHERE e.name = ?",
+                                 -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_ROW &&
+             sqlite3_column_bytes(st, 1) == (int)(dim * sizeof(float));
+        if (ok) {
+            snprintf(emb_id, size, "%s", (const char *)sqlite3_column_text(st, 0));
+            memcpy(out, sqlite3_column_blob(st, 1), dim * sizeof(float));
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok;
+}
+
+static void assert_vector_of(const char *name, const char *text)
+{
+    float have[8], want[8];
+    char id[64];
+    assert_true(stored_vector(name, have, 8, id, sizeof id));
+    esrv_vector(text, 8, want);
+    embed_normalise(want, 8);
+    for (size_t d = 0; d < 8; d++)
+        assert_true(fabsf(have[d] - want[d]) < 1e-5f);
+}
+
+static void store_setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/cx-embedder-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(db_path, sizeof db_path, "%s/data/memory.db", dir);
+}
+
+static void store_teardown(void) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void test_store_queue(void **state)
+{
+    (void)state;
+    store_setup();
+    fixture f;
+    fixture_start(&f, "0");
+    memstore *ms = store_open(&f, "openai", 4);
+    memstore_stats st = stats_of(ms);
+    assert_string_equal(st.embedder, "openai:emb-model");
+    assert_true(st.embedder_remote);
+    assert_int_equal(st.dim, 0);
+    /* ten writes, acknowledged without the network */
+    char name[32], obs[64];
+    for (int i = 0; i < 10; i++) {
+        snprintf(name, sizeof name, "entity %d", i);
+        snprintf(obs, sizeof obs, "observation number %d about topic%d", i, i);
+        store_put(ms, name, obs);
+    }
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 0);
+    st = stats_of(ms);
+    assert_int_equal(st.embeddings_waiting, 10);
+    assert_int_equal(st.vectors, 0);
+    /* nothing to compare a query with yet: text, at once */
+    search_out o = {0};
+    search(&f, ms, "topic3", &o, true);
+    assert_non_null(strstr(json_string_value(json_object_get(o.result, "vector")),
+                           "unavailable: no entity has a vector"));
+    assert_string_equal(top_name(&o), "entity 3");
+    /* the queue: ceil(10 / 4) requests */
+    assert_int_equal(drain(&f, ms, 8000), 0);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 3);
+    assert_int_equal(f.srv.max_batch, 4);
+    st = stats_of(ms);
+    assert_int_equal(st.vectors, 10);
+    assert_int_equal(st.dim, 8);
+    assert_int_equal(st.embed_batches, 3);
+    assert_vector_of("entity 7", "entity 7\nfact\nobservation number 7 about topic7");
+    /* a search embeds its query once; the second time it is cached */
+    const char *query = "entity 5 fact observation number 5 about topic5";
+    search(&f, ms, query, &o, false);
+    assert_null(json_object_get(o.result, "vector"));
+    assert_string_equal(top_name(&o), "entity 5");
+    json_t *hit = json_array_get(json_object_get(o.result, "results"), 0);
+    assert_true(json_is_real(json_object_get(hit, "vector_score")));
+    int requests = esrv_count(&f.srv, &f.srv.requests);
+    search(&f, ms, query, &o, true);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), requests);
+    /* the synchronous search uses the cache too, and says when it cannot */
+    mem_search_query q = {.text = query, .limit = 3};
+    json_t *out = NULL;
+    cx_error err = {0};
+    assert_int_equal(memstore_search(ms, &op, &q, &out, &err), 0);
+    assert_null(json_object_get(out, "vector"));
+    json_decref(out);
+    q.text = "never asked before";
+    assert_int_equal(memstore_search(ms, &op, &q, &out, &err), 0);
+    assert_non_null(strstr(json_string_value(json_object_get(out, "vector")), "not in the "
+                                                                                "embedding cache"));
+    json_decref(out);
+    /* a write of a text the cache knows needs no request */
+    store_put(ms, "twin", "twin text");
+    drain(&f, ms, 5000);
+    requests = esrv_count(&f.srv, &f.srv.requests);
+    memstore_entity_delete(ms, &op, "global", "twin", &err);
+    store_put(ms, "twin", "twin text");
+    assert_int_equal(stats_of(ms).embeddings_waiting, 0);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), requests);
+    json_decref(o.result);
+    memstore_close(ms);
+    fixture_stop(&f);
+    store_teardown();
+}
+
+static void test_store_provider_down(void **state)
+{
+    (void)state;
+    store_setup();
+    fixture f;
+    fixture_start(&f, "0");
+    memstore *ms = store_open(&f, "openai", 8);
+    store_put(ms, "first", "the provider works");
+    assert_int_equal(drain(&f, ms, 5000), 0);
+    /* down: writes still go through, searches answer by text */
+    pthread_mutex_lock(&f.srv.lock);
+    f.srv.down = true;
+    pthread_mutex_unlock(&f.srv.lock);
+    store_put(ms, "second", "written while the provider is down");
+    store_put(ms, "third", "also written while it is down");
+    run_for(&f, 300);
+    memstore_stats st = stats_of(ms);
+    assert_int_equal(st.embeddings_waiting, 2);
+    assert_true(st.embed_failures >= 1);
+    assert_non_null(strstr(st.embed_last_error, "HTTP 503"));
+    search_out o = {0};
+    uint64_t t0 = esrv_now_ms();
+    search(&f, ms, "written while down", &o, false);
+    assert_true(esrv_now_ms() - t0 < MEM_SEARCH_EMBED_TIMEOUT_MS + 1000);
+    const char *note = json_string_value(json_object_get(o.result, "vector"));
+    assert_non_null(note);
+    assert_true(str_has_prefix(note, "unavailable: provider-error"));
+    assert_int_equal(json_array_size(json_object_get(o.result, "results")), 2);
+    /* back: the queue drains (after its backoff) */
+    pthread_mutex_lock(&f.srv.lock);
+    f.srv.down = false;
+    pthread_mutex_unlock(&f.srv.lock);
+    assert_int_equal(drain(&f, ms, 10000), 0);
+    st = stats_of(ms);
+    assert_int_equal(st.vectors, 3);
+    assert_string_equal(st.embed_last_error, "");
+    json_decref(o.result);
+    memstore_close(ms);
+    fixture_stop(&f);
+    store_teardown();
+}
+
+static void test_store_text_changes_in_flight(void **state)
+{
+    (void)state;
+    store_setup();
+    fixture f;
+    fixture_start(&f, "0");
+    memstore *ms = store_open(&f, "ollama", 8);
+    set_srv(&f, 0, 0, 300, NULL);
+    store_put(ms, "moving", "the first text");
+    uint64_t end = esrv_now_ms() + 3000;
+    while (esrv_count(&f.srv, &f.srv.requests) < 1 && esrv_now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    /* while its vector is on the way, the entity changes */
+    json_t *req = json_pack("{s:s, s:s, s:[s], s:[s]}", "scope", "global", "name", "moving",
+                            "observations", "the second text", "remove_observations",
+                            "the first text");
+    json_t *out = NULL;
+    cx_error err = {0};
+    assert_int_equal(memstore_entity_put(ms, &op, req, &out, &err), 0);
+    json_decref(out);
+    json_decref(req);
+    assert_int_equal(drain(&f, ms, 5000), 0);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 2);
+    assert_vector_of("moving", "moving\nfact\nthe second text");
+    /* an entity deleted while its vector is on the way gets none */
+    store_put(ms, "short-lived", "soon gone");
+    end = esrv_now_ms() + 3000;
+    while (esrv_count(&f.srv, &f.srv.requests) < 3 && esrv_now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(memstore_entity_delete(ms, &op, "global", "short-lived", &err), 0);
+    run_for(&f, 600);
+    memstore_stats st = stats_of(ms);
+    assert_int_equal(st.embeddings_waiting, 0);
+    assert_int_equal(st.vectors, 1);
+    memstore_close(ms);
+    fixture_stop(&f);
+    store_teardown();
+}
+
+static void test_store_refusals(void **state)
+{
+    (void)state;
+    store_setup();
+    fixture f;
+    fixture_start(&f, "0");
+    memstore *ms = store_open(&f, "openai", 8);
+    pthread_mutex_lock(&f.srv.lock);
+    f.srv.down = true;
+    f.srv.fail_status = 400;
+    pthread_mutex_unlock(&f.srv.lock);
+    store_put(ms, "a", "refused text a");
+    store_put(ms, "b", "refused text b");
+    store_put(ms, "c", "refused text c");
+    /* halved until each is alone, then set aside: no backoff for refusals */
+    uint64_t end = esrv_now_ms() + 5000;
+    while (stats_of(ms).embeddings_refused < 3 && esrv_now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    memstore_stats st = stats_of(ms);
+    assert_int_equal(st.embeddings_refused, 3);
+    assert_int_equal(st.embeddings_waiting, 3);
+    assert_non_null(strstr(st.embed_last_error, "HTTP 400"));
+    int requests = esrv_count(&f.srv, &f.srv.requests);
+    run_for(&f, 300);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), requests); /* no more tries */
+    /* a change lifts the refusal of that entity; a reindex lifts them all */
+    pthread_mutex_lock(&f.srv.lock);
+    f.srv.down = false;
+    pthread_mutex_unlock(&f.srv.lock);
+    store_put(ms, "a", "a new text for a");
+    end = esrv_now_ms() + 5000;
+    while (stats_of(ms).embeddings_waiting > 2 && esrv_now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    st = stats_of(ms);
+    assert_int_equal(st.embeddings_waiting, 2);
+    assert_int_equal(st.embeddings_refused, 2);
+    json_t *report = NULL;
+    cx_error err = {0};
+    assert_int_equal(memstore_reindex(ms, NULL, &report, &err), 0);
+    assert_int_equal(json_integer_value(json_object_get(report, "queued")), 3);
+    assert_string_equal(json_string_value(json_object_get(report, "embedder")),
+                        "openai:emb-model");
+    json_decref(report);
+    assert_int_equal(drain(&f, ms, 5000), 0);
+    assert_int_equal(stats_of(ms).vectors, 3);
+    memstore_close(ms);
+    fixture_stop(&f);
+    store_teardown();
+}
+
+static void test_store_switching_embedders(void **state)
+{
+    (void)state;
+    store_setup();
+    fixture f;
+    fixture_start(&f, "0");
+    /* builtin first: vectors at once */
+    memstore *ms = store_open(&f, NULL, 0);
+    for (int i = 0; i < 5; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "n%d", i);
+        store_put(ms, name, "a fact to carry over");
+    }
+    assert_int_equal(stats_of(ms).vectors, 5);
+    memstore_close(ms);
+    /* ollama: every vector is stale, queued at open (not embedded there) */
+    ms = store_open(&f, "ollama", 2);
+    memstore_stats st = stats_of(ms);
+    assert_int_equal(st.vectors, 0);
+    assert_int_equal(st.embeddings_waiting, 5);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 0);
+    assert_int_equal(drain(&f, ms, 5000), 0);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 3);
+    char id[64];
+    float v[8];
+    assert_true(stored_vector("n4", v, 8, id, sizeof id));
+    assert_string_equal(id, "ollama:emb-model");
+    memstore_close(ms);
+    /* the same embedder again: its vectors load, nothing to send */
+    ms = store_open(&f, "ollama", 2);
+    st = stats_of(ms);
+    assert_int_equal(st.vectors, 5);
+    assert_int_equal(st.dim, 8);
+    assert_int_equal(st.embeddings_waiting, 0);
+    /* a search still waiting when the store closes is answered (by text) */
+    search_out o = {0};
+    mem_search_query q = {.text = "a fact", .limit = 5};
+    set_srv(&f, 0, 0, 2000, NULL);
+    assert_non_null(memstore_search_async(ms, &op, &q, on_search, &o));
+    memstore_close(ms);
+    assert_int_equal(o.calls, 1);
+    assert_non_null(strstr(json_string_value(json_object_get(o.result, "vector")), "closing"));
+    json_decref(o.result);
+    /* a cancelled one is not */
+    ms = store_open(&f, "ollama", 2);
+    o = (search_out){0};
+    q.text = "another query";
+    mem_search_req *r = memstore_search_async(ms, &op, &q, on_search, &o);
+    assert_non_null(r);
+    memstore_search_cancel(r);
+    run_for(&f, 100);
+    memstore_close(ms);
+    assert_int_equal(o.calls, 0);
+    /* and back to builtin: re-embedded at open */
+    ms = store_open(&f, NULL, 0);
+    assert_int_equal(stats_of(ms).vectors, 5);
+    assert_true(stored_vector("n0", v, 1, id, sizeof id) == false); /* 384 wide now */
+    memstore_close(ms);
+    set_srv(&f, 0, 0, 0, NULL);
+    fixture_stop(&f);
+    store_teardown();
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -594,6 +1013,11 @@ int main(void)
         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_timeout_cancel_and_free),
         cmocka_unit_test(test_wake),
+        cmocka_unit_test(test_store_queue),
+        cmocka_unit_test(test_store_provider_down),
+        cmocka_unit_test(test_store_text_changes_in_flight),
+        cmocka_unit_test(test_store_refusals),
+        cmocka_unit_test(test_store_switching_embedders),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

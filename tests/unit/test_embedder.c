@@ -27,6 +27,7 @@
 #include "llm/llm.h"
 #include "memory/embed.h"
 #include "memory/embedder.h"
+#include "memory/memops.h"
 #include "memory/memstore.h"
 
 #include "embed_server.h"
@@ -824,6 +825,24 @@ static void test_store_provider_down(void **state)
     assert_int_equal(st.embeddings_waiting, 2);
     assert_true(st.embed_failures >= 1);
     assert_non_null(strstr(st.embed_last_error, "HTTP 503"));
+    /* the checks call them waiting, not damaged */
+    char backups[160];
+    snprintf(backups, sizeof backups, "%s/backups", dir);
+    memops_ctx ctx = {.db_path = db_path, .backups_dir = backups, .keep = 1, .store = ms};
+    json_t *res = NULL;
+    cx_error err = {0};
+    assert_int_equal(memops_run(&ctx, "health-check", NULL, &res, &err), 0);
+    assert_true(json_is_true(json_object_get(res, "ok")));
+    const char *warning = json_string_value(json_array_get(json_object_get(res, "warnings"), 0));
+    assert_non_null(warning);
+    assert_true(str_has_prefix(warning, "2 entities waiting for embeddings from openai:emb-model"));
+    json_t *emb = json_object_get(res, "embedder");
+    assert_int_equal(json_integer_value(json_object_get(emb, "waiting")), 2);
+    assert_true(json_is_true(json_object_get(emb, "remote")));
+    json_decref(res);
+    assert_int_equal(memops_run(&ctx, "integrity-check", NULL, &res, &err), 0);
+    assert_true(json_is_true(json_object_get(res, "ok")));
+    json_decref(res);
     search_out o = {0};
     uint64_t t0 = esrv_now_ms();
     search(&f, ms, "written while down", &o, false);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/config.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "core/sha256.h"
@@ -169,6 +170,17 @@ static void check_provider(const embedder_config *cfg, const json_t *providers, 
         problem(errors, "memory.embedding.provider: %s is a provider of type %s; memory.embedder "
                 "%s needs one of type %s", quoted, type, cfg->kind, cfg->kind);
     }
+}
+
+embedder_config embedder_config_of(const cx_config *cfg)
+{
+    return (embedder_config){
+        .kind = cfg->memory_embedder,
+        .provider = cfg->memory_embedding_provider,
+        .model = cfg->memory_embedding_model,
+        .batch = cfg->memory_embedding_batch > 0 ? (size_t)cfg->memory_embedding_batch : 0,
+        .cache = cfg->memory_embedding_cache > 0 ? (size_t)cfg->memory_embedding_cache : 0,
+    };
 }
 
 size_t embedder_config_check(const embedder_config *cfg, const json_t *providers,

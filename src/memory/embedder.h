@@ -56,6 +56,10 @@ typedef struct embedder_config {
     size_t cache;         /* vectors cached; 0: none */
 } embedder_config;
 
+struct cx_config;
+/* memory.embedder and memory.embedding.* of a loaded configuration. */
+embedder_config embedder_config_of(const struct cx_config *cfg);
+
 /* Checks the memory embedder settings against llm.providers: a model for a
  * remote embedder, a provider of the embedder's type. Appends one line per
  * problem to a new array in *errors ("memory.embedding.model: ...") and

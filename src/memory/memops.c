@@ -262,8 +262,9 @@ static void embedder_health(const memstore_stats *st, json_t *res)
         if (st->embed_last_error[0])
             json_object_set_new(o, "last_error", json_string(st->embed_last_error));
         if (st->embeddings_waiting > 0)
-            ops_warning(res, "%lld entities waiting for embeddings from %s%s%s%s",
-                        (long long)st->embeddings_waiting, st->embedder,
+            ops_warning(res, "%lld %s waiting for embeddings from %s%s%s%s",
+                        (long long)st->embeddings_waiting,
+                        st->embeddings_waiting == 1 ? "entity" : "entities", st->embedder,
                         st->embeddings_refused ? " (some refused by the provider: see the log)"
                                                : "",
                         st->embed_last_error[0] ? "; last error: " : "",

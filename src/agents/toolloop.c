@@ -332,13 +332,13 @@ static void on_mcp_done(const mcp_result *res, void *arg)
 static void on_memory_searched(int rc, json_t *result, const cx_error *err, void *arg)
 {
     pending_tool *pt = arg;
+    pt->memsearch = NULL; /* answered: nothing left to cancel */
     bool is_error = true;
     char *text = agent_memory_search_text(rc, result, err, &is_error);
     add_tool_result(pt->run, pt->call_id, pt->llm_name, text ? text : "memory error", is_error);
     free(text);
     record_tool(pt->run, "memory_search", !is_error,
                 (time_monotonic_ns() - pt->started_ns) / 1000000u);
-    pt->memsearch = NULL;
     if (pt->busy)
         tool_finished(pt);
 }

@@ -806,8 +806,15 @@ void embedder_free(embedder *e)
         l->call = NULL;
         lane_clear_sent(l);
     }
-    while (e->jobs)
-        job_destroy(e->jobs);
+    /* a job whose callback is running (this free came from it) is closed
+     * by on_job_deliver when the callback returns */
+    embedder_job *j = e->jobs;
+    while (j) {
+        embedder_job *next = j->all_next;
+        if (j->state != JOB_DELIVERING)
+            job_destroy(j);
+        j = next;
+    }
     for (int i = 0; i < 2; i++) {
         uv_timer_stop(&e->lanes[i].flush);
         e->lanes[i].flush.data = e;

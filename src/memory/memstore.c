@@ -2522,14 +2522,14 @@ void memstore_get_stats(memstore *ms, memstore_stats *out)
     out->embedder = ms->emb_id;
     out->embedder_remote = ms->remote;
     out->dim = (int64_t)ms->dim;
-    if (ms->remote_q)
-        mem_remote_stats(ms->remote_q, out);
     if (ms->db) {
         out->entities = count_of(ms, "SELECT count(*) FROM entities");
         out->relations = count_of(ms, "SELECT count(*) FROM relations");
     } else {
         out->entities = out->relations = -1;
     }
+    if (ms->remote_q)
+        mem_remote_stats(ms->remote_q, out); /* after entities and vectors: it uses them */
 }
 
 int memstore_scope_counts(memstore *ms, json_t **out, cx_error *err)

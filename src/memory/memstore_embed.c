@@ -572,7 +572,11 @@ void mem_remote_free(mem_remote *r)
 
 void mem_remote_stats(mem_remote *r, memstore_stats *st)
 {
-    st->embeddings_waiting = mem_waiting_count(r->ms);
+    /* every entity has its vector in the index or waits for it: the count
+     * (a scan) is only needed while some wait */
+    st->embeddings_waiting = st->entities >= 0 && st->vectors == st->entities
+                                 ? 0
+                                 : mem_waiting_count(r->ms);
     st->embeddings_refused = (int64_t)r->parked_n;
     st->embed_batches = r->batches;
     st->embed_failures = r->fails;

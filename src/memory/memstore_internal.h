@@ -67,6 +67,7 @@ void mem_remote_kick(mem_remote *r);
 void mem_remote_changed(mem_remote *r, int64_t id);
 /* Reindex: everything set aside is tried again, from the start. */
 void mem_remote_restart(mem_remote *r);
+/* The queue's fields of st (its entities and vectors already filled). */
 void mem_remote_stats(mem_remote *r, memstore_stats *st);
 /* The query's vector from the cache (normalised into out, mem_dim floats):
  * true; else false with why it has none in note. */

@@ -114,6 +114,8 @@ def test_openai_embedder_queue_batches_cache_and_outage(make_server):
         assert h["embedder"]["waiting"] == 10, h
         assert any(w.startswith("10 entities waiting for embeddings from openai:emb-test")
                    for w in h.get("warnings", [])), h
+        poll(lambda: "caxton_memory_embeddings_waiting 10\n" in s.get("/metrics").body.decode(),
+             "the waiting entities in /metrics", timeout=10)
         body, took = search(s, "north warehouse stock")
         assert body["vector"].startswith("unavailable: "), body
         assert "503" in body["vector"], body

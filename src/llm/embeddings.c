@@ -173,7 +173,7 @@ static int read_openai(reader *r, const json_t *root, const json_t **vecs, llm_e
     size_t dim = 0;
     for (size_t i = 0; rc == 0 && i < r->expected; i++) {
         const json_t *item = json_array_get(data, i);
-        size_t slot;
+        size_t slot = i;
         char where[WHERE_MAX];
         snprintf(where, sizeof where, "data[%zu].embedding", i);
         rc = openai_slot(r, item, i, vecs, &slot);

@@ -120,6 +120,9 @@ def test_openai_embedder_queue_batches_cache_and_outage(make_server):
         assert body["vector"].startswith("unavailable: "), body
         assert "503" in body["vector"], body
         assert len(body["results"]) == 10 and took < 6.0, (took, body)
+        out = s.cli("memory", "search", "north warehouse stock")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "ranked by text only: vector search unavailable: " in out.stdout, out.stdout
         r = s.admin("POST", "/api/v1/memory/integrity-check", body={"quick": True})
         assert r.status == 200 and r.json()["ok"] is True, r
 
@@ -166,8 +169,9 @@ def test_agent_memory_context_and_tool_wait_for_the_embedder(make_server):
         s.start()
         put(s, "Vehicle fleet", "Twelve cars are parked at the depot", "asset")
         poll(lambda: drained(s), "the entity's vector")
+        # the tool's query is not the message's: it waits for its own vector
         llm.script([{"tool_calls": [{"name": "memory_search",
-                                     "arguments": {"query": "automobiles"}}]},
+                                     "arguments": {"query": "vehicles"}}]},
                     {"text": "We have twelve of them."}])
         r = send(s, "keeper", "automobiles")
         assert r.status == 200, r
@@ -178,6 +182,9 @@ def test_agent_memory_context_and_tool_wait_for_the_embedder(make_server):
         # the tool: its answer went back to the LLM
         tool = [m for m in second["messages"] if m.get("role") == "tool"]
         assert tool and "Vehicle fleet" in tool[0]["content"], second["messages"]
+        assert '"vector"' not in tool[0]["content"], tool[0]["content"]
+        assert ["automobiles"] in [r["input"] for r in llm.embed_requests]
+        assert ["vehicles"] in [r["input"] for r in llm.embed_requests]
 
         # the embedder down: the agent still answers, memories by text
         llm.embed_status = 503

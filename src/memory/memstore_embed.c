@@ -267,8 +267,9 @@ static void on_batch(const embedder_answer *a, void *arg)
     mem_remote_kick(r);
 }
 
-/* Sends the texts of these entities, or stores them from the cache. 1: a
- * request is out; 0: all were served here; -1: failed (backoff set). */
+/* Sends the texts of these entities (as many as fit EMBEDDER_BATCH_BYTES),
+ * or stores them from the cache. 1: a request is out; 0: all were served
+ * here; -1: failed (backoff set). */
 static int send_batch(mem_remote *r, const int64_t *ids, size_t n)
 {
     size_t dim = mem_dim(r->ms);
@@ -277,10 +278,11 @@ static int send_batch(mem_remote *r, const int64_t *ids, size_t n)
     r->hashes = calloc(n, sizeof *r->hashes);
     int64_t *hit_ids = calloc(n, sizeof *hit_ids);
     float *hit_vecs = NULL;
-    size_t misses = 0, hits = 0, hit_dim = dim;
+    size_t misses = 0, hits = 0, hit_dim = dim, bytes = 0, done = 0;
     int rc = texts && r->ids && r->hashes && hit_ids ? 0 : -1;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char *text = mem_entity_text(r->ms, ids[i]);
+        done = i + 1;
         if (!text)
             continue; /* gone */
         size_t d = 0;
@@ -296,27 +298,40 @@ static int send_batch(mem_remote *r, const int64_t *ids, size_t n)
                 continue;
             }
         }
+        size_t len = strlen(text);
+        len = len < EMBEDDER_TEXT_MAX ? len : EMBEDDER_TEXT_MAX;
+        if (misses && bytes + len > EMBEDDER_BATCH_BYTES) {
+            free(text); /* the next batch starts here */
+            done = i;
+            break;
+        }
+        bytes += len;
         r->ids[misses] = ids[i];
         r->hashes[misses] = text_hash(text);
         texts[misses++] = text;
     }
     cx_error err = {0};
+    bool noted = false;
     if (rc == 0 && hits && mem_store_vectors(r->ms, hit_ids, hit_vecs, hits, hit_dim, &err) < 0) {
         note_failure(r, "storing the vectors: %s", err.msg);
+        noted = true;
         rc = -1;
     }
     r->batch_first = r->cursor;
-    r->cursor = ids[n - 1];
+    if (done)
+        r->cursor = ids[done - 1];
     r->n = misses;
     if (rc == 0 && misses) {
         r->gen = mem_generation(r->ms);
         r->job = embedder_submit(r->e, EMBEDDER_LANE_BULK, texts, misses, 0, on_batch, r, &err);
-        if (!r->job)
+        if (!r->job) {
             note_failure(r, "%s", err.msg);
+            noted = true;
+        }
         rc = r->job ? 1 : -1;
-    } else if (rc < 0 && !r->last_error[0]) {
-        note_failure(r, "out of memory sending entities to embed");
     }
+    if (rc < 0 && !noted)
+        note_failure(r, "out of memory sending entities to embed");
     for (size_t i = 0; texts && i < misses; i++)
         free((char *)texts[i]);
     free(texts);

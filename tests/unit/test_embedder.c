@@ -806,6 +806,41 @@ static void test_store_queue(void **state)
     store_teardown();
 }
 
+static void test_store_batch_bytes(void **state)
+{
+    (void)state;
+    store_setup();
+    fixture f;
+    fixture_start(&f, "0");
+    memstore *ms = store_open(&f, "openai", 64);
+    /* 40 texts of 8 KB (cut there): 256 KB per request, so two requests */
+    char *obs = malloc(4001), *other = malloc(4001);
+    for (int i = 0; i < 40; i++) {
+        memset(obs, 'a' + i % 26, 4000);
+        obs[4000] = '\0';
+        memcpy(other, obs, 4001);
+        other[0] = 'Z';
+        char name[16];
+        snprintf(name, sizeof name, "big %d", i);
+        json_t *req = json_pack("{s:s, s:s, s:[s, s]}", "scope", "global", "name", name,
+                                "observations", obs, other);
+        json_t *out = NULL;
+        cx_error err = {0};
+        assert_int_equal(memstore_entity_put(ms, &op, req, &out, &err), 0);
+        json_decref(out);
+        json_decref(req);
+    }
+    free(obs);
+    free(other);
+    assert_int_equal(drain(&f, ms, 10000), 0);
+    assert_int_equal(esrv_count(&f.srv, &f.srv.requests), 2);
+    assert_int_equal(f.srv.max_batch, EMBEDDER_BATCH_BYTES / EMBEDDER_TEXT_MAX);
+    assert_int_equal(stats_of(ms).vectors, 40);
+    memstore_close(ms);
+    fixture_stop(&f);
+    store_teardown();
+}
+
 static void test_store_provider_down(void **state)
 {
     (void)state;
@@ -1036,6 +1071,7 @@ int main(void)
         cmocka_unit_test(test_timeout_cancel_and_free),
         cmocka_unit_test(test_wake),
         cmocka_unit_test(test_store_queue),
+        cmocka_unit_test(test_store_batch_bytes),
         cmocka_unit_test(test_store_provider_down),
         cmocka_unit_test(test_store_text_changes_in_flight),
         cmocka_unit_test(test_store_refusals),

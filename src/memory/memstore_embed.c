@@ -19,6 +19,9 @@
  * request's content (HTTP 400, 413 or 422) is not the provider being down:
  * the batch is halved until the entity it refuses is alone, and that one is
  * set aside (counted as refused, logged) until it changes or is reindexed.
+ * When more than REFUSALS_MAX entities in a row are refused, it is the
+ * request that is wrong (a model that takes no text at all): that backs off
+ * like any failure instead of setting every entity aside.
  *
  * A search waits at most MEM_SEARCH_EMBED_TIMEOUT_MS for its query's vector
  * (the QUERY lane, so it never queues behind entities); then it ranks by
@@ -36,6 +39,7 @@
 #define BACKOFF_FIRST_MS 1000u
 #define BACKOFF_MAX_MS 30000u
 #define PARKED_MAX 256      /* entities set aside after a refusal */
+#define REFUSALS_MAX 8      /* entities refused in a row before the request itself is blamed */
 #define PUMP_ROUNDS 8       /* batches served from the cache before yielding */
 #define NOTE_MAX 256
 
@@ -65,6 +69,7 @@ struct mem_remote {
     int64_t batch_first; /* the cursor before the batch: where a retry starts */
     size_t batch_limit;  /* halved by a refusal, doubled back by each success */
     unsigned failures;   /* in a row; the backoff doubles with each */
+    unsigned refusals;   /* single entities refused since the last success */
     bool backoff;
     int64_t parked[PARKED_MAX]; /* sorted */
     size_t parked_n;
@@ -132,6 +137,7 @@ void mem_remote_restart(mem_remote *r)
     if (!r)
         return;
     r->parked_n = 0;
+    r->refusals = 0;
     r->cursor = 0;
     mem_remote_kick(r);
 }
@@ -145,7 +151,7 @@ void mem_remote_reset(mem_remote *r)
     batch_clear(r);
     r->cursor = r->batch_first = 0;
     r->parked_n = 0;
-    r->failures = 0;
+    r->failures = r->refusals = 0;
     r->backoff = false;
     embedder_wake_stop(r->e);
 }
@@ -191,6 +197,9 @@ static void split(mem_remote *r, const int64_t *ids, size_t n, const char *detai
     if (n > 1) {
         r->batch_limit = n / 2;
         r->cursor = r->batch_first;
+    } else if (++r->refusals > REFUSALS_MAX || r->parked_n >= PARKED_MAX) {
+        back_off(r);
+        return;
     } else {
         char *text = mem_entity_text(r->ms, ids[0]);
         char *nl = text ? strchr(text, '\n') : NULL;
@@ -249,6 +258,7 @@ static void on_batch(const embedder_answer *a, void *arg)
         if (r->failures)
             log_info("memory", "embeddings from %s work again", embedder_id(r->e));
         r->failures = 0;
+        r->refusals = 0;
         r->batches++;
         size_t full = embedder_batch(r->e);
         r->batch_limit = r->batch_limit * 2 < full ? r->batch_limit * 2 : full;

@@ -992,6 +992,39 @@ static void test_store_refusals(void **state)
     store_teardown();
 }
 
+static void test_store_refusing_everything(void **state)
+{
+    (void)state;
+    store_setup();
+    fixture f;
+    fixture_start(&f, "0");
+    memstore *ms = store_open(&f, "openai", 4);
+    pthread_mutex_lock(&f.srv.lock);
+    f.srv.down = true;
+    f.srv.fail_status = 422;
+    pthread_mutex_unlock(&f.srv.lock);
+    for (int i = 0; i < 12; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "r%d", i);
+        store_put(ms, name, "nothing is taken");
+    }
+    /* a few are set aside, then the provider is blamed and the queue backs off */
+    uint64_t end = esrv_now_ms() + 5000;
+    while (stats_of(ms).embed_failures < 10 && esrv_now_ms() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    run_for(&f, 200);
+    memstore_stats st = stats_of(ms);
+    assert_int_equal(st.embeddings_refused, 8);
+    assert_int_equal(st.embeddings_waiting, 12);
+    int requests = esrv_count(&f.srv, &f.srv.requests);
+    assert_true(requests <= 12);
+    run_for(&f, 500);
+    assert_true(esrv_count(&f.srv, &f.srv.requests) <= requests + 1);
+    memstore_close(ms);
+    fixture_stop(&f);
+    store_teardown();
+}
+
 static void test_store_switching_embedders(void **state)
 {
     (void)state;
@@ -1075,6 +1108,7 @@ int main(void)
         cmocka_unit_test(test_store_provider_down),
         cmocka_unit_test(test_store_text_changes_in_flight),
         cmocka_unit_test(test_store_refusals),
+        cmocka_unit_test(test_store_refusing_everything),
         cmocka_unit_test(test_store_switching_embedders),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

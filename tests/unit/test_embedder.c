@@ -56,7 +56,7 @@ static json_t *providers_for(unsigned port, const char *retries)
                      " s:{s:s, s:s, s:s}}",
                      "emb", "type", "openai", "base_url", v1, "api_key", API_KEY, "timeout",
                      "5s", "retries", retries, "local", "type", "ollama", "base_url", root,
-                     "timeout", "5s", "retries", retries, "claude", "type", "anthropic",
+                     "timeout", "5s", "retries", retries, "anth", "type", "anthropic",
                      "base_url", root, "api_key", "x");
 }
 
@@ -254,7 +254,7 @@ static void test_embed_refused_at_the_door(void **state)
     fixture_start(&f, "0");
     got g = {0};
     cx_error err = {0};
-    llm_embed_request req = {.provider = "claude", .model = "m", .texts = three, .count = 3};
+    llm_embed_request req = {.provider = "anth", .model = "m", .texts = three, .count = 3};
     assert_null(llm_embed(f.llm, &req, on_embedded, &g, &err));
     assert_int_equal(err.code, CX_EINVAL);
     assert_non_null(strstr(err.msg, "no embeddings API"));
@@ -316,7 +316,7 @@ static void test_config_check(void **state)
     assert_int_equal(embedder_config_check(&c, providers, &errors), 1);
     assert_non_null(strstr(json_string_value(json_array_get(errors, 0)),
                            "no provider \"nope\" in llm.providers (they are: emb, local, "
-                           "claude)"));
+                           "anth)"));
     json_decref(errors);
     c = (embedder_config){.kind = "ollama", .model = "m", .provider = "emb"};
     assert_int_equal(embedder_config_check(&c, providers, &errors), 1);

@@ -48,6 +48,7 @@ typedef struct instance {
     uint64_t processed;
     def_ref *def;          /* the version this message runs on */
     struct run_state *run; /* its LLM and tool rounds (toolloop.c) */
+    struct mem_search_req *memwait; /* the memories for its context, before the run */
 } instance;
 
 /* A FIFO of delivery numbers (ring buffer, grows up to the capacity). */

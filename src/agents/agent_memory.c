@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/util.h"
 
 void agent_mem_caller(memstore *ms, const char *name, const agent_def *def, mem_caller *c,
@@ -36,17 +37,45 @@ void agent_mem_caller(memstore *ms, const char *name, const agent_def *def, mem_
     }
 }
 
-char *agent_memory_context(memstore *ms, const char *name, const agent_def *def,
-                           const char *query, size_t max_chars)
+#define CONTEXT_MEMORIES 5
+#define CONTEXT_QUERY_MAX 4096 /* bytes of the message searched for */
+
+mem_search_req *agent_memory_context_search(memstore *ms, const char *name,
+                                            const agent_def *def, const char *query,
+                                            mem_search_fn cb, void *arg)
 {
-    if (!ms || !def->memory_enabled || !query)
+    if (!ms || !def->memory_enabled || !query || !*query) {
+        cb(0, NULL, NULL, arg);
         return NULL;
+    }
+    /* the start of a long message stands for it */
+    char *q = strndup(query, CONTEXT_QUERY_MAX);
+    if (q)
+        text_make_utf8(q);
     mem_caller c;
     char *owned;
     agent_mem_caller(ms, name, def, &c, &owned);
-    char *text = memstore_context_for(ms, &c, query, 5, max_chars);
+    mem_search_query sq = {.text = q, .limit = CONTEXT_MEMORIES, .mode = MEM_SEARCH_HYBRID};
+    mem_search_req *r = NULL;
+    if (q)
+        r = memstore_search_async(ms, &c, &sq, cb, arg);
+    else
+        cb(0, NULL, NULL, arg);
     free(owned);
-    return text;
+    free(q);
+    return r;
+}
+
+char *agent_memory_context_text(const char *name, int rc, const json_t *result,
+                                const cx_error *err, size_t max_chars)
+{
+    if (rc) {
+        log_event(LOG_STREAM_AGENTS, LOG_WARN, "memory", json_pack("{s:s}", "agent", name),
+                  "memory context unavailable, answering without it: %s",
+                  err ? err->msg : "?");
+        return NULL;
+    }
+    return result ? memstore_context_text(result, max_chars) : NULL;
 }
 
 static const char *const search_schema =
@@ -108,6 +137,53 @@ static char *error_text(const cx_error *err)
     return s;
 }
 
+mem_search_req *agent_memory_search(memstore *ms, const char *name, const agent_def *def,
+                                    const json_t *args, mem_search_fn cb, void *arg)
+{
+    if (!ms) {
+        cx_error err;
+        cx_error_set(&err, CX_EUNAVAIL, "the memory system is not running on this server");
+        cb(CX_EUNAVAIL, NULL, &err, arg);
+        return NULL;
+    }
+    mem_caller c;
+    char *owned;
+    agent_mem_caller(ms, name, def, &c, &owned);
+    const json_t *lim = json_object_get(args, "limit");
+    const char *types[16];
+    size_t ntypes = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(args, "types"), i, t) {
+        if (json_is_string(t) && ntypes < 16)
+            types[ntypes++] = json_string_value(t);
+    }
+    mem_search_query sq = {
+        .text = json_string_value(json_object_get(args, "query")),
+        .scope = json_string_value(json_object_get(args, "scope")),
+        .types = types,
+        .type_count = ntypes,
+        .limit = json_is_integer(lim) && json_integer_value(lim) > 0 &&
+                         json_integer_value(lim) <= 20
+                     ? (size_t)json_integer_value(lim)
+                     : 5,
+        .mode = MEM_SEARCH_HYBRID,
+    };
+    mem_search_req *r = memstore_search_async(ms, &c, &sq, cb, arg);
+    free(owned); /* the search keeps copies */
+    return r;
+}
+
+char *agent_memory_search_text(int rc, const json_t *result, const cx_error *err,
+                               bool *is_error)
+{
+    *is_error = rc != 0;
+    if (rc)
+        return error_text(err);
+    char *text = json_dumps(result, JSON_COMPACT);
+    return text ? text : str_dup("{}");
+}
+
 char *agent_memory_tool_call(memstore *ms, const char *name, const agent_def *def,
                              const char *tool, const json_t *args, bool *is_error)
 {
@@ -120,30 +196,7 @@ char *agent_memory_tool_call(memstore *ms, const char *name, const agent_def *de
     cx_error err = {0};
     json_t *out = NULL;
     int rc;
-    if (strcmp(tool, "memory_search") == 0) {
-        const char *q = json_string_value(json_object_get(args, "query"));
-        const json_t *lim = json_object_get(args, "limit");
-        const char *types[16];
-        size_t ntypes = 0;
-        size_t i;
-        json_t *t;
-        json_array_foreach(json_object_get(args, "types"), i, t) {
-            if (json_is_string(t) && ntypes < 16)
-                types[ntypes++] = json_string_value(t);
-        }
-        mem_search_query sq = {
-            .text = q,
-            .scope = json_string_value(json_object_get(args, "scope")),
-            .types = types,
-            .type_count = ntypes,
-            .limit = json_is_integer(lim) && json_integer_value(lim) > 0 &&
-                             json_integer_value(lim) <= 20
-                         ? (size_t)json_integer_value(lim)
-                         : 5,
-            .mode = MEM_SEARCH_HYBRID,
-        };
-        rc = memstore_search(ms, &c, &sq, &out, &err);
-    } else if (strcmp(tool, "memory_store") == 0) {
+    if (strcmp(tool, "memory_store") == 0) {
         rc = memstore_entity_put(ms, &c, args, &out, &err);
         if (!rc) {
             /* the LLM needs the gist, not the full view */

@@ -17,17 +17,32 @@
 void agent_mem_caller(memstore *ms, const char *name, const agent_def *def, mem_caller *c,
                       char **owned);
 
-/* The text for {{memory_context}}: the top memories for `query`, or NULL. */
-char *agent_memory_context(memstore *ms, const char *name, const agent_def *def,
-                           const char *query, size_t max_chars);
+/* The search for {{memory_context}}: the top memories for `query`. cb always
+ * runs: before this returns (then NULL is returned), or later on the loop
+ * (the request is returned, to cancel with memstore_search_cancel). Turn its
+ * answer into the context with agent_memory_context_text. */
+mem_search_req *agent_memory_context_search(memstore *ms, const char *name,
+                                            const agent_def *def, const char *query,
+                                            mem_search_fn cb, void *arg);
+/* The context text of that answer, or NULL (none, or a failure, which is
+ * logged and counted: memory never fails a message). */
+char *agent_memory_context_text(const char *name, int rc, const json_t *result,
+                                const cx_error *err, size_t max_chars);
 
 bool agent_memory_tool_name(const char *tool);
 /* The JSON schema text and description of a memory tool. */
 const char *agent_memory_tool_schema(const char *tool);
 const char *agent_memory_tool_description(const char *tool);
-/* Runs one memory tool call; returns the text for the LLM (never NULL) and
- * sets *is_error. */
+/* Runs memory_store or memory_relate; returns the text for the LLM (never
+ * NULL) and sets *is_error. */
 char *agent_memory_tool_call(memstore *ms, const char *name, const agent_def *def,
                              const char *tool, const json_t *args, bool *is_error);
+/* Starts memory_search (it may wait for the query's vector): cb always runs,
+ * at once (NULL returned) or later (the request returned, to cancel). */
+mem_search_req *agent_memory_search(memstore *ms, const char *name, const agent_def *def,
+                                    const json_t *args, mem_search_fn cb, void *arg);
+/* The text for the LLM of a memory_search answer (never NULL); sets *is_error. */
+char *agent_memory_search_text(int rc, const json_t *result, const cx_error *err,
+                               bool *is_error);
 
 #endif

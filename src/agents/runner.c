@@ -10,7 +10,10 @@
  *
  * The rounds of LLM and tool calls of one message are in toolloop.c; this
  * file schedules messages onto instances, builds the context, and turns the
- * outcome into the reply. */
+ * outcome into the reply. An agent with memory first searches its memories
+ * for the message (which may wait for a remote embedder, at most
+ * MEM_SEARCH_EMBED_TIMEOUT_MS; a failure only leaves them out) and calls the
+ * LLM once they are in the context. */
 #include "agents/agent_internal.h"
 #include "agents/agent_memory.h"
 
@@ -85,9 +88,16 @@ static void context_free(context *c)
     free(c->msgs);
 }
 
-/* Builds system prompt + history + message within the context window,
- * dropping the oldest history first. */
-static int build_context(agent *ag, const agent_def *def, const acl_message *m, context *c)
+/* How much of the context window the memories may take. */
+static size_t memory_chars(const agent_def *def)
+{
+    return (size_t)def->conversation_context_window * CONTEXT_CHARS_PER_TOKEN / 4;
+}
+
+/* Builds system prompt (with the memories, taken) + history + message within
+ * the context window, dropping the oldest history first. */
+static int build_context(agent *ag, const agent_def *def, const acl_message *m, char *memories,
+                         context *c)
 {
     memset(c, 0, sizeof *c);
     json_t *history = NULL;
@@ -104,17 +114,11 @@ static int build_context(agent *ag, const agent_def *def, const acl_message *m, 
     if (!c->msgs || !c->texts) {
         json_decref(history);
         context_free(c);
+        free(memories);
         return CX_ENOMEM;
     }
     /* memories about this message, in {{memory_context}} or after the
-     * prompt; none (and a log line) when the memory system fails */
-    char *query = content_text(m->content);
-    char *memories = def->memory_enabled
-                         ? agent_memory_context(ag->reg->a->memory, ag->name, def, query,
-                                                (size_t)def->conversation_context_window *
-                                                    CONTEXT_CHARS_PER_TOKEN / 4)
-                         : NULL;
-    free(query);
+     * prompt; none (and a log line) when the memory system failed */
     char *prompt = agentdef_render_prompt(def, memories);
     if (prompt && memories && !(def->body && strstr(def->body, "memory_context"))) {
         char *joined = NULL;
@@ -244,6 +248,44 @@ void runner_answer(instance *in, acl_performative p, json_t *content)
     router_reply(rt, seq, p, content, name);
 }
 
+/* The memories are known (or not): build the context and start the rounds. */
+static void begin_run(instance *in, char *memories)
+{
+    agent *ag = in->owner;
+    const acl_message *m = router_message(ag->reg->a->router, in->seq);
+    const agent_def *def = in->def->def;
+    if (!m) {
+        free(memories);
+        fail_message(in, "internal", "the message is no longer there");
+        return;
+    }
+    context c;
+    if (build_context(ag, def, m, memories, &c) < 0) {
+        fail_message(in, "internal", "out of memory building the context");
+        return;
+    }
+    /* the time limit counts from the start, memory search included */
+    uint64_t now_mono = time_monotonic_ns() / 1000000u;
+    uint64_t deadline = in->started_ns / 1000000u + def->limits_max_execution_time_ms;
+    if (m->reply_by_ms) {
+        uint64_t now = time_now_ms();
+        uint64_t left = m->reply_by_ms > now ? m->reply_by_ms - now : 0;
+        if (now_mono + left < deadline)
+            deadline = now_mono + left;
+    }
+    /* the run owns the context from here */
+    run_begin(in, m, c.msgs, c.texts, c.count, deadline);
+}
+
+static void on_memories(int rc, json_t *result, const cx_error *err, void *arg)
+{
+    instance *in = arg;
+    in->memwait = NULL;
+    agent *ag = in->owner;
+    begin_run(in, agent_memory_context_text(ag->name, rc, result, err,
+                                            memory_chars(in->def->def)));
+}
+
 static void start(instance *in, uint64_t seq)
 {
     agent *ag = in->owner;
@@ -281,21 +323,17 @@ static void start(instance *in, uint64_t seq)
                      "(llm.providers)");
         return;
     }
-    context c;
-    if (build_context(ag, def, m, &c) < 0) {
-        fail_message(in, "internal", "out of memory building the context");
+    if (!def->memory_enabled || !ag->reg->a->memory) {
+        begin_run(in, NULL);
         return;
     }
-    uint64_t now_mono = time_monotonic_ns() / 1000000u;
-    uint64_t deadline = now_mono + def->limits_max_execution_time_ms;
-    if (m->reply_by_ms) {
-        uint64_t now = time_now_ms();
-        uint64_t left = m->reply_by_ms > now ? m->reply_by_ms - now : 0;
-        if (now_mono + left < deadline)
-            deadline = now_mono + left;
-    }
-    /* the run owns the context from here */
-    run_begin(in, m, c.msgs, c.texts, c.count, deadline);
+    /* memories first: on_memories goes on, now or once the query is embedded */
+    char *query = content_text(m->content);
+    mem_search_req *wait = agent_memory_context_search(ag->reg->a->memory, ag->name, def,
+                                                       query ? query : "", on_memories, in);
+    free(query);
+    if (wait)
+        in->memwait = wait;
 }
 
 /* Starts messages on idle instances, one after another: a message that
@@ -383,6 +421,9 @@ void runner_abort(instance *in)
 {
     if (!in->busy)
         return;
+    if (in->memwait)
+        memstore_search_cancel(in->memwait);
+    in->memwait = NULL;
     if (in->run)
         run_abort(in->run);
     in->run = NULL;

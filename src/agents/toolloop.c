@@ -36,6 +36,8 @@ typedef struct pending_tool {
     const char *real_name; /* "files.read_file"; NULL until known */
     mcp_call *mcp;
     router_waiter *waiter;
+    mem_search_req *memsearch; /* memory_search waiting for its query's vector */
+    uint64_t started_ns;
     bool busy;
 } pending_tool;
 
@@ -256,6 +258,7 @@ static void tool_finished(pending_tool *pt)
     pt->busy = false;
     pt->mcp = NULL;
     pt->waiter = NULL;
+    pt->memsearch = NULL;
     if (--run->pending_left == 0)
         llm_round(run);
 }
@@ -323,6 +326,21 @@ static void on_mcp_done(const mcp_result *res, void *arg)
                 res->code == 0 && !res->is_error, res->elapsed_ms);
     free(text);
     tool_finished(pt);
+}
+
+/* memory_search answered: at once (from start_tool), or later (busy). */
+static void on_memory_searched(int rc, json_t *result, const cx_error *err, void *arg)
+{
+    pending_tool *pt = arg;
+    pt->memsearch = NULL; /* answered: nothing left to cancel */
+    bool is_error = true;
+    char *text = agent_memory_search_text(rc, result, err, &is_error);
+    add_tool_result(pt->run, pt->call_id, pt->llm_name, text ? text : "memory error", is_error);
+    free(text);
+    record_tool(pt->run, "memory_search", !is_error,
+                (time_monotonic_ns() - pt->started_ns) / 1000000u);
+    if (pt->busy)
+        tool_finished(pt);
 }
 
 /* The result of send_message: the reply, or why there is none. */
@@ -523,6 +541,17 @@ static bool start_tool(run_state *run, pending_tool *pt, const llm_tool_call *ca
     if (strcmp(real, "send_message") == 0)
         return start_send(run, pt, call->arguments);
     agent *ag = run->in->owner;
+    if (strcmp(real, "memory_search") == 0) {
+        /* answered in this round, unless a remote embedder embeds the query */
+        pt->started_ns = time_monotonic_ns();
+        mem_search_req *r = agent_memory_search(ag->reg->a->memory, ag->name, run->def,
+                                                call->arguments, on_memory_searched, pt);
+        if (!r)
+            return false;
+        pt->memsearch = r;
+        pt->busy = true;
+        return true;
+    }
     if (agent_memory_tool_name(real)) {
         /* local and quick: answered in this round */
         uint64_t t0 = time_monotonic_ns();
@@ -719,6 +748,8 @@ void run_abort(run_state *run)
         pending_tool *pt = &run->pending[i];
         if (pt->mcp)
             mcp_call_cancel(pt->mcp);
+        if (pt->memsearch)
+            memstore_search_cancel(pt->memsearch);
         if (pt->waiter && rt)
             router_wait_cancel(rt, pt->waiter);
     }

@@ -220,6 +220,29 @@ void api_memory_relation_put(http_request *req, http_response *res)
 
 /* ---- search and graph ---------------------------------------------------------------------- */
 
+/* A search answers at once, or later (deferred) when a remote embedder has
+ * to embed the query first. */
+typedef struct search_ctx {
+    http_request *req;
+    http_response *res;
+    http_pending *pending; /* set when the answer comes later */
+} search_ctx;
+
+static void on_searched(int rc, json_t *result, const cx_error *err, void *arg)
+{
+    search_ctx *c = arg;
+    http_request *req = c->pending ? http_pending_request(c->pending) : c->req;
+    http_response *res = c->pending ? http_pending_response(c->pending) : c->res;
+    if (rc)
+        reply_mem_error(res, req, err);
+    else
+        http_reply_json(res, 200, json_incref(result));
+    if (c->pending) {
+        http_pending_finish(c->pending);
+        free(c);
+    }
+}
+
 void api_memory_search(http_request *req, http_response *res)
 {
     memstore *ms = store_or_reply(req, res);
@@ -296,15 +319,23 @@ void api_memory_search(http_request *req, http_response *res)
         .depth = (int)depth,
         .mode = mode,
     };
-    json_t *out = NULL;
-    cx_error err = {0};
-    int rc = memstore_search(ms, &w.c, &q, &out, &err);
-    free(w.owned);
-    if (rc) {
-        reply_mem_error(res, req, &err);
+    search_ctx *sc = calloc(1, sizeof *sc);
+    if (!sc) {
+        free(w.owned);
+        cx_error err;
+        cx_error_set(&err, CX_ENOMEM, "out of memory");
+        http_reply_internal(res, req, &err);
         return;
     }
-    http_reply_json(res, 200, out);
+    sc->req = req;
+    sc->res = res;
+    mem_search_req *pending = memstore_search_async(ms, &w.c, &q, on_searched, sc);
+    free(w.owned); /* the search keeps copies */
+    if (!pending) {
+        free(sc); /* answered already */
+        return;
+    }
+    sc->pending = http_defer(req);
 }
 
 void api_memory_graph(http_request *req, http_response *res)

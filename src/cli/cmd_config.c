@@ -17,6 +17,7 @@
 #include "cli/output.h"
 #include "core/config.h"
 #include "llm/llm.h"
+#include "memory/embedder.h"
 #include "tools/mcp.h"
 
 static json_t *string_array(char *const *items, size_t count)
@@ -48,6 +49,16 @@ int cmd_config_validate(const cli_invocation *inv)
         json_array_extend(part_errors, mcp_errors);
     }
     json_decref(mcp_errors);
+    /* the memory's embedder names an LLM provider and a model */
+    json_t *emb_errors = NULL;
+    embedder_config ecfg = cfg ? embedder_config_of(cfg) : (embedder_config){0};
+    if (cfg && embedder_config_check(&ecfg, cfg->llm_providers, &emb_errors) > 0) {
+        valid = false;
+        if (!part_errors)
+            part_errors = json_array();
+        json_array_extend(part_errors, emb_errors);
+    }
+    json_decref(emb_errors);
     config_free(cfg);
 
     /* A failure with no diagnostics (e.g. out of memory) still has its message. */

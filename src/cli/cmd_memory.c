@@ -927,6 +927,9 @@ static void print_search(const json_t *doc)
     }
     output_line(stdout, "%zu result%s in %lld ms", json_array_size(results),
                 json_array_size(results) == 1 ? "" : "s", (long long)output_int(doc, "took_ms"));
+    const char *vector = output_string(doc, "vector", NULL);
+    if (vector)
+        output_line(stdout, "ranked by text only: vector search %s", vector);
 }
 
 int cmd_memory_search(const cli_invocation *inv)

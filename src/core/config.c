@@ -54,6 +54,7 @@
 #define CONFIG_MAX_LIST 256           /* entries in api.public */
 #define CONFIG_MAX_KEY 64             /* bytes in one mapping key of the schema */
 #define CONFIG_MAX_DIAG 100           /* lines of each kind kept in config_diag */
+#define CONFIG_MAX_TEXT 256           /* bytes of a KEY_TEXT value */
 /* "file:line:column" buffers match config_origin.where, where they end up. */
 #define WHERE_MAX sizeof(((config_origin *)0)->where)
 
@@ -71,6 +72,7 @@ typedef enum key_type {
     KEY_INT,      /* int64_t */
     KEY_BOOL,     /* bool */
     KEY_ENUM,     /* char *, one of choices */
+    KEY_TEXT,     /* char *, 1..CONFIG_MAX_TEXT printable characters (a name, a model) */
     KEY_PATHS,    /* char ** + size_t count: URL paths starting with / */
     KEY_OBJECT,   /* json_t * object of objects */
 } key_type;
@@ -145,7 +147,18 @@ static const config_key schema[] = {
     {.path = "memory.path", .type = KEY_PATH, .derive = "data/memory.db",
      .env = "CAXTON_MEMORY_PATH", .restart = true, .offset = FIELD(memory_path)},
     {.path = "memory.embedder", .type = KEY_ENUM, .choices = embedders, .fallback = "builtin",
-     .env = "CAXTON_MEMORY_EMBEDDER", .offset = FIELD(memory_embedder)},
+     .env = "CAXTON_MEMORY_EMBEDDER", .restart = true, .offset = FIELD(memory_embedder)},
+    {.path = "memory.embedding.provider", .type = KEY_TEXT,
+     .env = "CAXTON_MEMORY_EMBEDDING_PROVIDER", .restart = true,
+     .offset = FIELD(memory_embedding_provider)},
+    {.path = "memory.embedding.model", .type = KEY_TEXT, .env = "CAXTON_MEMORY_EMBEDDING_MODEL",
+     .restart = true, .offset = FIELD(memory_embedding_model)},
+    {.path = "memory.embedding.batch", .type = KEY_INT, .min = 1, .max = 512, .fallback = "64",
+     .env = "CAXTON_MEMORY_EMBEDDING_BATCH", .restart = true,
+     .offset = FIELD(memory_embedding_batch)},
+    {.path = "memory.embedding.cache", .type = KEY_INT, .min = 0, .max = 1000000,
+     .fallback = "1024", .env = "CAXTON_MEMORY_EMBEDDING_CACHE", .restart = true,
+     .offset = FIELD(memory_embedding_cache)},
     {.path = "memory.cache_size", .type = KEY_SIZE, .min = 0, .max = TIB, .fallback = "64MB",
      .env = "CAXTON_MEMORY_CACHE_SIZE", .offset = FIELD(memory_cache_size)},
     {.path = "memory.max_size", .type = KEY_SIZE, .min = 0, .max = 16 * TIB, .fallback = "10GB",
@@ -172,7 +185,8 @@ static const config_key schema[] = {
 
 /* Mappings that hold keys; a YAML mapping at one of these is walked. */
 static const char *const sections[] = {
-    "server", "api", "api.tls", "agents", "messaging", "memory", "memory.backups",
+    "server", "api", "api.tls", "agents", "messaging", "memory", "memory.embedding",
+    "memory.backups",
     "llm", "tools", "wasm", "logging",
 };
 
@@ -256,6 +270,7 @@ static void value_store(cx_config *cfg, const config_key *k, value *v)
     case KEY_PATH:
     case KEY_LISTEN:
     case KEY_ENUM:
+    case KEY_TEXT:
         free(*AT(cfg, k, char *));
         *AT(cfg, k, char *) = v->str;
         v->str = NULL;
@@ -329,6 +344,9 @@ static void key_expectation(const config_key *k, char *buf, size_t size)
         break;
     case KEY_BOOL: snprintf(buf, size, "true or false (yes/no and on/off also work)"); break;
     case KEY_ENUM: format_choices(k, buf, size); break;
+    case KEY_TEXT:
+        snprintf(buf, size, "1 to %d printable characters", CONFIG_MAX_TEXT);
+        break;
     case KEY_PATHS:
         snprintf(buf, size, "a list of paths starting with /, e.g. [/health, /metrics]");
         break;
@@ -443,6 +461,19 @@ static int parse_quantity_value(const config_key *k, const char *text, value *v,
     return 0;
 }
 
+static int parse_text_value(const config_key *k, const char *text, value *v, char *why,
+                            size_t size)
+{
+    size_t len = strlen(text);
+    if (len == 0 || len > CONFIG_MAX_TEXT)
+        return reject_text(k, text, NULL, why, size);
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return reject_text(k, text, " (control characters are not allowed)", why, size);
+    v->str = str_dup(text);
+    return v->str ? 0 : CX_ENOMEM;
+}
+
 static int parse_path_value(const config_key *k, const char *text, value *v, char *why,
                             size_t size)
 {
@@ -522,6 +553,7 @@ static int value_parse_text(const config_key *k, const char *text, value *v, cha
     case KEY_INT: return parse_int_value(k, text, v, why, size);
     case KEY_BOOL: return parse_bool_value(k, text, v, why, size);
     case KEY_ENUM: return parse_enum_value(k, text, v, why, size);
+    case KEY_TEXT: return parse_text_value(k, text, v, why, size);
     case KEY_PATHS: {
         int rc = parse_paths_value(k, text, v, why, size);
         if (rc != 0)
@@ -1556,10 +1588,6 @@ static void finish_values(loader *ld)
 {
     absolutize_paths(ld);
     derive_defaults(ld);
-    if (ld->cfg->memory_embedder && strcmp(ld->cfg->memory_embedder, "builtin") != 0)
-        loader_warning(ld, "memory.embedder: '%s' is not available in this version; memory uses "
-                       "the builtin lexical embedder (docs/memory.md)",
-                       ld->cfg->memory_embedder);
     check_tls(ld);
 }
 
@@ -1767,7 +1795,8 @@ static json_t *value_json(const cx_config *cfg, const config_key *k, bool redact
     switch (k->type) {
     case KEY_PATH:
     case KEY_LISTEN:
-    case KEY_ENUM: return string_or_null(*AT_CONST(cfg, k, char *));
+    case KEY_ENUM:
+    case KEY_TEXT: return string_or_null(*AT_CONST(cfg, k, char *));
     case KEY_DURATION:
         units_format_duration(*AT_CONST(cfg, k, uint64_t), buf, sizeof buf);
         return json_string(buf);
@@ -1827,7 +1856,8 @@ static bool value_equal(const config_key *k, const cx_config *a, const cx_config
     switch (k->type) {
     case KEY_PATH:
     case KEY_LISTEN:
-    case KEY_ENUM: return str_equal(*AT_CONST(a, k, char *), *AT_CONST(b, k, char *));
+    case KEY_ENUM:
+    case KEY_TEXT: return str_equal(*AT_CONST(a, k, char *), *AT_CONST(b, k, char *));
     case KEY_DURATION:
     case KEY_SIZE: return *AT_CONST(a, k, uint64_t) == *AT_CONST(b, k, uint64_t);
     case KEY_INT: return *AT_CONST(a, k, int64_t) == *AT_CONST(b, k, int64_t);
@@ -1862,7 +1892,8 @@ static int value_copy(const cx_config *cfg, const config_key *k, value *v)
     switch (k->type) {
     case KEY_PATH:
     case KEY_LISTEN:
-    case KEY_ENUM: {
+    case KEY_ENUM:
+    case KEY_TEXT: {
         const char *str = *AT_CONST(cfg, k, char *);
         if (str && !(v->str = str_dup(str)))
             return CX_ENOMEM;

@@ -61,6 +61,10 @@ typedef struct cx_config {
     /* memory */
     char *memory_path;               /* default <data_dir>/data/memory.db */
     char *memory_embedder;           /* builtin | openai | ollama */
+    char *memory_embedding_provider; /* a name in llm.providers; NULL: the first of the type */
+    char *memory_embedding_model;    /* required for openai and ollama */
+    int64_t memory_embedding_batch;  /* texts per embeddings request, 1..512 */
+    int64_t memory_embedding_cache;  /* vectors cached (LRU); 0 = none */
     uint64_t memory_cache_size;
     uint64_t memory_max_size;        /* writes refused past it; 0 = no limit */
     uint64_t memory_slow_query_ms;   /* memory operations slower than this are logged */

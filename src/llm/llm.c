@@ -30,6 +30,10 @@
  * and a provider answering nonsense should show up as failing rather than
  * be hidden behind another.
  *
+ * Embeddings (llm_embed) are calls like the others, with one leg (no
+ * fallback), the protocol's embeddings path and body, a larger answer limit
+ * and the protocol's embeddings parser; they share the provider's queue.
+ *
  * Providers are looked up by name; a name's queue and counters survive a
  * reconfigure, while its settings are swapped: a call keeps a reference to
  * the settings it started with. Closing fails every live call with
@@ -110,6 +114,9 @@ struct llm_call {
     llm_result result;
     llm_answer answer;
     char tried[LAST_ERROR_MAX]; /* "a: provider-error, b: timeout": the legs that failed */
+    bool embed;                 /* an embeddings call (llm_embed) */
+    size_t embed_count;         /* the texts it asked for */
+    llm_embedding embedding;    /* its answer */
 };
 
 typedef struct llm_socket {
@@ -358,6 +365,7 @@ static void on_call_closed(uv_handle_t *handle)
     strbuf_free(&call->response);
     free(call->agent);
     llm_answer_free(&call->answer);
+    llm_embedding_free(&call->embedding);
     free(call);
     c->open_handles--;
     client_maybe_free(c);
@@ -419,17 +427,26 @@ static void on_deliver(uv_timer_t *timer)
     r->model = call->answer.model;
     r->provider = call->settings->name;
     r->elapsed_ms = now_ms() - call->start_ms;
+    r->embeddings = call->embedding.vectors;
+    r->embedding_count = call->embedding.count;
+    r->embedding_dim = call->embedding.dim;
     call->done(r, call->arg);
     call_destroy(call);
 }
 
 /* ---- Attempts -------------------------------------------------------------------------------- */
 
+/* The largest answer the call takes: embeddings are longer than chat. */
+static size_t response_max(const llm_call *call)
+{
+    return call->embed ? LLM_EMBED_MAX_RESPONSE : LLM_MAX_RESPONSE;
+}
+
 static size_t on_body(char *data, size_t size, size_t count, void *arg)
 {
     llm_call *call = arg;
     size_t n = size * count;
-    if (n > LLM_MAX_RESPONSE - call->response.len) {
+    if (n > response_max(call) - call->response.len) {
         call->too_big = true;
         return 0; /* aborts the transfer */
     }
@@ -477,7 +494,8 @@ static CURL *easy_new(llm_call *call, uint64_t timeout_ms)
     if (!e)
         return NULL;
     const call_leg *leg = &call->legs[call->leg];
-    bool ok = curl_easy_setopt(e, CURLOPT_URL, call->settings->url) == CURLE_OK &&
+    const char *url = call->embed ? call->settings->embed_url : call->settings->url;
+    bool ok = url && curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)call) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_HTTPHEADER, leg->headers) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_POSTFIELDS, leg->body) == CURLE_OK &&
@@ -489,7 +507,7 @@ static CURL *easy_new(llm_call *call, uint64_t timeout_ms)
               curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)call) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)LLM_MAX_RESPONSE) ==
+              curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)response_max(call)) ==
                   CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_USERAGENT, "caxton/" CAXTON_VERSION) == CURLE_OK &&
               curl_safety_apply(e);
@@ -623,7 +641,8 @@ static void classify_transport(const llm_call *call, CURLcode code, attempt_fail
     case CURLE_FILESIZE_EXCEEDED:
         f->code = CX_ETOOBIG;
         f->reason = LLM_REASON_MALFORMED;
-        snprintf(f->detail, sizeof f->detail, "response over 8 MB from %s", name);
+        snprintf(f->detail, sizeof f->detail, "response over %zu MB from %s",
+                 response_max(call) >> 20, name);
         return;
     case CURLE_OPERATION_TIMEDOUT:
         f->code = CX_ETIMEOUT;
@@ -663,10 +682,18 @@ static void call_succeed(llm_call *call)
     llm_result *r = &call->result;
     const char *reason = NULL;
     char detail[sizeof r->detail];
-    int rc = call->settings->protocol->parse(call->response.data, call->response.len,
-                                             &call->answer, &reason, detail, sizeof detail);
-    r->prompt_tokens = call->answer.prompt_tokens;
-    r->completion_tokens = call->answer.completion_tokens;
+    const llm_protocol *proto = call->settings->protocol;
+    int rc;
+    if (call->embed) {
+        rc = proto->embed_parse(call->response.data, call->response.len, call->embed_count,
+                                &call->embedding, &reason, detail, sizeof detail);
+        r->prompt_tokens = call->embedding.prompt_tokens;
+    } else {
+        rc = proto->parse(call->response.data, call->response.len, &call->answer, &reason,
+                          detail, sizeof detail);
+        r->prompt_tokens = call->answer.prompt_tokens;
+        r->completion_tokens = call->answer.completion_tokens;
+    }
     if (rc != 0)
         call_finish(call, rc, reason, "%s (HTTP %ld from %s)", detail, r->http_status,
                     call->settings->name);
@@ -753,9 +780,12 @@ static void call_attempt_done(llm_call *call, CURLcode code)
     if (code == CURLE_WRITE_ERROR && (call->too_big || call->response.failed)) {
         f.code = call->too_big ? CX_ETOOBIG : CX_ENOMEM;
         f.reason = call->too_big ? LLM_REASON_MALFORMED : LLM_REASON_PROVIDER_ERROR;
-        snprintf(f.detail, sizeof f.detail, "%s from %s",
-                 call->too_big ? "response over 8 MB" : "out of memory reading the answer",
-                 call->settings->name);
+        if (call->too_big)
+            snprintf(f.detail, sizeof f.detail, "response over %zu MB from %s",
+                     response_max(call) >> 20, call->settings->name);
+        else
+            snprintf(f.detail, sizeof f.detail, "out of memory reading the answer from %s",
+                     call->settings->name);
     } else if (code != CURLE_OK) {
         classify_transport(call, code, &f);
     } else if (status >= 200 && status < 300) {
@@ -1274,6 +1304,112 @@ llm_call *llm_chat(llm_client *c, const llm_request *req, llm_done_fn done, void
     if (req->agent && !call->agent)
         cx_error_set(err, CX_ENOMEM, "out of memory starting an LLM call");
     if ((req->agent && !call->agent) || call_legs_build(call, c, req, p, model, err) != 0) {
+        call_legs_free(call);
+        free(call->agent);
+        free(call);
+        return NULL;
+    }
+    call->client = c;
+    call->done = done;
+    call->arg = arg;
+    call->start_ms = now_ms();
+    call->deadline_ms = req->deadline_ms;
+    strbuf_init(&call->response);
+    uv_timer_init(c->loop, &call->timer);
+    call->timer.data = call;
+    c->open_handles++;
+    call->next = c->calls;
+    if (c->calls)
+        c->calls->prev = call;
+    c->calls = call;
+    p->requests++;
+    call_admit(call, false);
+    return call;
+}
+
+/* ---- Embeddings ------------------------------------------------------------------------------ */
+
+static int embed_check(const llm_client *c, const llm_embed_request *req, const provider *p,
+                       cx_error *err)
+{
+    if (!p)
+        return provider_missing(c, req->provider, err);
+    const llm_settings *s = p->settings;
+    if (!s->protocol->embed_path || !s->embed_url)
+        return cx_error_set(err, CX_EINVAL, "provider '%s' is of type %s, which has no "
+                            "embeddings API; use an openai or ollama provider", s->name,
+                            s->type);
+    if (!req->model || !*req->model)
+        return cx_error_set(err, CX_EINVAL, "no embedding model given for provider '%s'",
+                            s->name);
+    if (strlen(req->model) > 256 || !text_ok(req->model))
+        return cx_error_set(err, CX_EINVAL, "the model name is longer than 256 bytes or not "
+                            "valid UTF-8");
+    if (!req->texts || req->count == 0 || req->count > LLM_EMBED_MAX_TEXTS)
+        return cx_error_set(err, CX_EINVAL, "an embeddings request has 1 to %u texts, got %zu",
+                            LLM_EMBED_MAX_TEXTS, req->count);
+    for (size_t i = 0; i < req->count; i++)
+        if (!req->texts[i] || !*req->texts[i] || !text_ok(req->texts[i]))
+            return cx_error_set(err, CX_EINVAL, "text %zu to embed is empty or not valid UTF-8",
+                                i);
+    return 0;
+}
+
+/* The one leg of an embeddings call: no fallback. */
+static int embed_leg_build(llm_call *call, provider *p, const llm_embed_request *req,
+                           cx_error *err)
+{
+    call->legs = calloc(1, sizeof *call->legs);
+    if (!call->legs)
+        return cx_error_set(err, CX_ENOMEM, "out of memory starting an embeddings call");
+    call_leg *leg = &call->legs[0];
+    leg->prov = p;
+    p->refs++;
+    leg->settings = p->settings;
+    leg->settings->refs++;
+    call->leg_count = 1;
+    json_t *json = p->settings->protocol->embed_request_json(req->texts, req->count, req->model);
+    leg->body = json ? json_dumps(json, JSON_COMPACT) : NULL;
+    json_decref(json);
+    if (!leg->body)
+        return cx_error_set(err, CX_ENOMEM, "out of memory building the embeddings request");
+    leg->body_len = strlen(leg->body);
+    if (leg->body_len > LLM_MAX_REQUEST)
+        return cx_error_set(err, CX_ETOOBIG, "the embeddings request is %zu bytes, over the "
+                            "%u MB limit", leg->body_len, LLM_MAX_REQUEST / (1024 * 1024));
+    leg->headers = request_headers(leg->settings);
+    if (!leg->headers)
+        return cx_error_set(err, CX_ENOMEM, "out of memory starting an embeddings call");
+    call->prov = p;
+    call->settings = p->settings;
+    return 0;
+}
+
+llm_call *llm_embed(llm_client *c, const llm_embed_request *req, llm_done_fn done, void *arg,
+                    cx_error *err)
+{
+    if (!c || !req || !done) {
+        cx_error_set(err, CX_EINVAL, "llm_embed: missing client, request or callback");
+        return NULL;
+    }
+    if (c->closing) {
+        cx_error_set(err, CX_EUNAVAIL, "the LLM client is shutting down");
+        return NULL;
+    }
+    provider *p = client_find(c, req->provider);
+    if (embed_check(c, req, p, err) != 0)
+        return NULL;
+    llm_call *call = calloc(1, sizeof *call);
+    if (!call) {
+        cx_error_set(err, CX_ENOMEM, "out of memory starting an embeddings call");
+        return NULL;
+    }
+    call->embed = true;
+    call->embed_count = req->count;
+    call->agent = req->agent ? str_dup(req->agent) : NULL;
+    if (req->agent && !call->agent)
+        cx_error_set(err, CX_ENOMEM, "out of memory starting an embeddings call");
+    if ((req->agent && !call->agent) || embed_leg_build(call, p, req, err) != 0) {
         call_legs_free(call);
         free(call->agent);
         free(call);

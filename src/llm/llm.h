@@ -35,8 +35,9 @@
  * the caller's deadline), its `fallback` providers are tried in order (and
  * theirs, each provider once) within the same deadline, each with its own
  * `model` (the request's model belongs to the first provider); the result
- * names the provider that answered. Everything here runs on the loop thread
- * only. */
+ * names the provider that answered. llm_embed() turns texts into vectors
+ * through the same providers (openai and ollama types; no fallback).
+ * Everything here runs on the loop thread only. */
 #ifndef CAXTON_LLM_LLM_H
 #define CAXTON_LLM_LLM_H
 
@@ -52,6 +53,9 @@
 #define LLM_RETRY_AFTER_MAX_MS 60000u       /* a longer Retry-After is capped */
 #define LLM_BACKOFF_BASE_MS 250u
 #define LLM_BACKOFF_MAX_MS 8000u
+#define LLM_EMBED_MAX_TEXTS 2048u             /* texts in one embeddings request */
+#define LLM_EMBED_MAX_DIM 8192u               /* numbers in one embedding */
+#define LLM_EMBED_MAX_RESPONSE (32u * 1024 * 1024) /* a bigger embeddings answer is an error */
 
 typedef enum llm_role {
     LLM_ROLE_SYSTEM,
@@ -138,6 +142,10 @@ typedef struct llm_result {
     unsigned attempts;         /* over every provider tried */
     long http_status;          /* of the last attempt; 0 when no answer */
     uint64_t elapsed_ms;       /* from llm_chat to the callback */
+    /* llm_embed: embedding_count vectors of embedding_dim floats, row after row, in
+     * the order of the texts (valid until the callback returns); NULL for a chat */
+    const float *embeddings;
+    size_t embedding_count, embedding_dim;
 } llm_result;
 
 typedef void (*llm_done_fn)(const llm_result *result, void *arg);
@@ -173,6 +181,38 @@ llm_call *llm_chat(llm_client *c, const llm_request *req, llm_done_fn done, void
                    cx_error *err);
 /* Stops a call; its callback will not run. */
 void llm_call_cancel(llm_call *call);
+
+/* An embeddings request: every text becomes one vector. */
+typedef struct llm_embed_request {
+    const char *provider;      /* name in llm.providers (NULL: the only one) */
+    const char *model;         /* the embedding model; required (a provider's `model` is
+                                * a chat model) */
+    const char *const *texts;  /* UTF-8, not empty; copied by llm_embed */
+    size_t count;              /* 1..LLM_EMBED_MAX_TEXTS */
+    uint64_t deadline_ms;      /* monotonic ms; 0 = none */
+    const char *agent;         /* for logs; may be NULL */
+} llm_embed_request;
+
+/* Starts an embeddings call on the provider: `openai` POSTs
+ * {base_url}/embeddings {"model", "input": [texts]} and reads data[i].embedding
+ * (placed by `index`); `ollama` POSTs {base_url}/api/embed {"model", "input"} and reads
+ * embeddings[i]. It shares the provider's queue (max_concurrency), auth, timeout,
+ * retries, backoff and Retry-After with chat calls, but never falls back to another
+ * provider: another model's vectors could not be compared with these. The answer is
+ * checked strictly (one vector per text, every vector with the same number of
+ * dimensions, 1..LLM_EMBED_MAX_DIM, finite 32-bit numbers, at most
+ * LLM_EMBED_MAX_RESPONSE bytes); anything else fails with LLM_REASON_MALFORMED or
+ * _EMPTY. done gets the vectors in result->embeddings. NULL with err set when the
+ * request cannot start (CX_ENOTFOUND unknown provider, CX_EINVAL no model, a type
+ * without embeddings, bad texts; CX_ENOMEM); then done is never called. */
+llm_call *llm_embed(llm_client *c, const llm_embed_request *req, llm_done_fn done, void *arg,
+                    cx_error *err);
+/* The type of provider `name` in an `llm.providers` object (its `type`, else the
+ * name when it is a type), or NULL when there is no such provider or its type is
+ * unknown. With name NULL: NULL. */
+const char *llm_provider_type(const json_t *providers, const char *name);
+/* The first provider (in config order) of type `type`, or NULL. */
+const char *llm_provider_first_of_type(const json_t *providers, const char *type);
 
 /* Per provider: {"openai": {"type", "base_url", "in_flight", "queued", "requests",
  * "errors", "retries", "fallbacks", "prompt_tokens", "completion_tokens", "last_error"}}.

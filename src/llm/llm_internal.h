@@ -39,6 +39,16 @@ typedef struct llm_answer {
     json_t *store;             /* owns what tool_calls point into */
 } llm_answer;
 
+/* The vectors of an embeddings answer, owned by whoever parsed it. */
+typedef struct llm_embedding {
+    float *vectors;         /* count * dim, row after row, in the order of the texts */
+    size_t count, dim;
+    uint64_t prompt_tokens; /* as the provider counts them; 0 when it does not say */
+} llm_embedding;
+
+/* Frees the vectors and zeroes it. */
+void llm_embedding_free(llm_embedding *e);
+
 /* The role's name as OpenAI and Ollama write it ("tool"); NULL if unknown. */
 const char *llm_role_name(llm_role role);
 
@@ -59,6 +69,12 @@ typedef struct llm_protocol {
      * (LLM_REASON_MALFORMED / _EMPTY) and detail; *out is empty then. */
     int (*parse)(const char *body, size_t len, llm_answer *out, const char **reason,
                  char *detail, size_t detail_size);
+    /* Embeddings (NULL: the type has none): the path appended to base_url, the
+     * request body, and a 2xx answer for `expected` texts into *out (as parse). */
+    const char *embed_path;
+    json_t *(*embed_request_json)(const char *const *texts, size_t count, const char *model);
+    int (*embed_parse)(const char *body, size_t len, size_t expected, struct llm_embedding *out,
+                       const char **reason, char *detail, size_t detail_size);
 } llm_protocol;
 
 extern const llm_protocol llm_protocol_openai;
@@ -75,6 +91,7 @@ typedef struct llm_settings {
     const llm_protocol *protocol;
     char *base_url;        /* without a trailing slash */
     char *url;             /* base_url + protocol->path */
+    char *embed_url;       /* base_url + protocol->embed_path; NULL without embeddings */
     char *api_key;         /* NULL when not set; never logged */
     char *model;           /* NULL when not set */
     uint64_t timeout_ms;   /* per attempt */
@@ -104,6 +121,19 @@ json_t *llm_ollama_request_json(const llm_request *req, const char *model);
 int llm_ollama_parse_answer(const char *body, size_t len, llm_answer *out, const char **reason,
                             char *detail, size_t detail_size);
 
+/* Embeddings (embeddings.c): the body both types take, {"model", "input": [texts]}
+ * (NULL for no texts, no model or no memory), and each type's answer: OpenAI's
+ * {"data": [{"index", "embedding": [numbers]}], "usage": {"prompt_tokens"}} and
+ * Ollama's {"embeddings": [[numbers]], "prompt_eval_count"}. 0, or CX_EPARSE
+ * with reason and detail (and *out empty). */
+json_t *llm_embed_request_json(const char *const *texts, size_t count, const char *model);
+int llm_openai_parse_embeddings(const char *body, size_t len, size_t expected,
+                                llm_embedding *out, const char **reason, char *detail,
+                                size_t detail_size);
+int llm_ollama_parse_embeddings(const char *body, size_t len, size_t expected,
+                                llm_embedding *out, const char **reason, char *detail,
+                                size_t detail_size);
+
 /* The OpenAI `tools` list (also Ollama's): [{type, function:{name, description,
  * parameters}}]. NULL on a bad tool or no memory. */
 json_t *llm_openai_tools_json(const llm_tool *tools, size_t count);
@@ -127,6 +157,9 @@ char *llm_call_arguments_text(const llm_tool_call *call);
  * or NULL with reason and detail. */
 json_t *llm_answer_load(const char *body, size_t len, const char **reason, char *detail,
                         size_t detail_size);
+/* The same with another size limit (bytes). */
+json_t *llm_answer_load_max(const char *body, size_t len, size_t max, const char **reason,
+                            char *detail, size_t detail_size);
 /* Sets reason and a formatted detail; returns CX_EPARSE. */
 int llm_answer_refuse(const char **reason, char *detail, size_t detail_size,
                       const char *why, const char *fmt, ...)

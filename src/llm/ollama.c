@@ -211,4 +211,7 @@ const llm_protocol llm_protocol_ollama = {
     .key_header = "Authorization: Bearer ",
     .request_json = llm_ollama_request_json,
     .parse = llm_ollama_parse_answer,
+    .embed_path = "/api/embed",
+    .embed_request_json = llm_embed_request_json,
+    .embed_parse = llm_ollama_parse_embeddings,
 };

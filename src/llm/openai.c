@@ -242,4 +242,7 @@ const llm_protocol llm_protocol_openai = {
     .key_header = "Authorization: Bearer ",
     .request_json = llm_openai_request_json,
     .parse = llm_openai_parse_answer,
+    .embed_path = "/embeddings",
+    .embed_request_json = llm_embed_request_json,
+    .embed_parse = llm_openai_parse_embeddings,
 };

@@ -136,14 +136,20 @@ int llm_answer_refuse(const char **reason, char *detail, size_t detail_size, con
 json_t *llm_answer_load(const char *body, size_t len, const char **reason, char *detail,
                         size_t detail_size)
 {
+    return llm_answer_load_max(body, len, LLM_MAX_RESPONSE, reason, detail, detail_size);
+}
+
+json_t *llm_answer_load_max(const char *body, size_t len, size_t max, const char **reason,
+                            char *detail, size_t detail_size)
+{
     if (!body || len == 0) {
         llm_answer_refuse(reason, detail, detail_size, LLM_REASON_MALFORMED,
                           "the answer is empty");
         return NULL;
     }
-    if (len > LLM_MAX_RESPONSE) {
+    if (len > max) {
         llm_answer_refuse(reason, detail, detail_size, LLM_REASON_MALFORMED,
-                          "response over 8 MB");
+                          "response over %zu MB", max >> 20);
         return NULL;
     }
     json_error_t jerr;

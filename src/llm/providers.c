@@ -557,6 +557,28 @@ size_t llm_providers_check(const json_t *providers, json_t **errors)
     return ck.count;
 }
 
+const char *llm_provider_type(const json_t *providers, const char *name)
+{
+    const json_t *obj = name ? json_object_get(providers, name) : NULL;
+    if (!obj)
+        return NULL;
+    const json_t *type = json_object_get(obj, "type"); /* obj may be null: `openai:` */
+    const llm_protocol *p = llm_protocol_find(type ? json_string_value(type) : name);
+    return p ? p->type : NULL;
+}
+
+const char *llm_provider_first_of_type(const json_t *providers, const char *type)
+{
+    const char *name;
+    const json_t *obj;
+    json_object_foreach((json_t *)providers, name, obj) {
+        const char *t = llm_provider_type(providers, name);
+        if (t && type && strcmp(t, type) == 0)
+            return name;
+    }
+    return NULL;
+}
+
 /* ---- Building -------------------------------------------------------------------------------- */
 
 static void wipe_free(char *s)
@@ -576,6 +598,7 @@ void llm_settings_release(llm_settings *s)
     free(s->name);
     free(s->base_url);
     free(s->url);
+    free(s->embed_url);
     wipe_free(s->api_key);
     free(s->model);
     for (size_t i = 0; i < s->fallback_count; i++)
@@ -626,6 +649,13 @@ static llm_settings *settings_new(const char *name, const provider_fields *f)
         strbuf_init(&sb);
         ok = strbuf_appendf(&sb, "%s%s", s->base_url, s->protocol->path) == 0;
         s->url = ok ? strbuf_detach(&sb) : NULL;
+        strbuf_free(&sb);
+    }
+    if (ok && s->protocol->embed_path) {
+        strbuf sb;
+        strbuf_init(&sb);
+        ok = strbuf_appendf(&sb, "%s%s", s->base_url, s->protocol->embed_path) == 0;
+        s->embed_url = ok ? strbuf_detach(&sb) : NULL;
         strbuf_free(&sb);
     }
     if (!ok) {

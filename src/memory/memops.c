@@ -249,6 +249,30 @@ static void schema_version_check(sqlite3 *db, json_t *res)
 
 /* ---- health-check ------------------------------------------------------- */
 
+/* The running store's embedder, and for a remote one its queue. */
+static void embedder_health(const memstore_stats *st, json_t *res)
+{
+    json_t *o = json_pack("{s:s, s:b, s:I}", "id", st->embedder ? st->embedder : "?", "remote",
+                          st->embedder_remote, "dim", (json_int_t)st->dim);
+    if (st->embedder_remote) {
+        json_object_set_new(o, "waiting", json_integer((json_int_t)st->embeddings_waiting));
+        json_object_set_new(o, "refused", json_integer((json_int_t)st->embeddings_refused));
+        json_object_set_new(o, "batches", json_integer((json_int_t)st->embed_batches));
+        json_object_set_new(o, "failures", json_integer((json_int_t)st->embed_failures));
+        if (st->embed_last_error[0])
+            json_object_set_new(o, "last_error", json_string(st->embed_last_error));
+        if (st->embeddings_waiting > 0)
+            ops_warning(res, "%lld %s waiting for embeddings from %s%s%s%s",
+                        (long long)st->embeddings_waiting,
+                        st->embeddings_waiting == 1 ? "entity" : "entities", st->embedder,
+                        st->embeddings_refused ? " (some refused by the provider: see the log)"
+                                               : "",
+                        st->embed_last_error[0] ? "; last error: " : "",
+                        st->embed_last_error);
+    }
+    json_object_set_new(res, "embedder", o);
+}
+
 #define WAL_LARGE (64ull * 1024 * 1024)
 
 int memops_op_health(const memops_ctx *ctx, const json_t *args, json_t *res, cx_error *err)
@@ -289,6 +313,10 @@ int memops_op_health(const memops_ctx *ctx, const json_t *args, json_t *res, cx_
     }
     parity p;
     parity_read(db.sql, &p);
+    memstore_stats stats;
+    memset(&stats, 0, sizeof stats);
+    if (live)
+        memstore_get_stats(ctx->store, &stats);
     json_t *counts = json_pack(
         "{s:I, s:I, s:I, s:I, s:I}", "entities", (json_int_t)p.entities, "observations",
         (json_int_t)p.observations, "relations", (json_int_t)p.relations, "embeddings",
@@ -305,7 +333,10 @@ int memops_op_health(const memops_ctx *ctx, const json_t *args, json_t *res, cx_
                     "reindex'",
                     (long long)p.fts, (long long)p.entities, (long long)p.fts_missing,
                     (long long)p.fts_orphans);
-    if (p.missing_embeddings > 0) {
+    /* a remote embedder's queue: entities without a vector yet are waiting,
+     * not damaged */
+    bool queued = live && stats.embedder_remote && stats.embeddings_waiting >= p.missing_embeddings;
+    if (p.missing_embeddings > 0 && !queued) {
         if (live)
             ops_problem(res, "%lld entities have no embedding; run 'caxton memory reindex'",
                         (long long)p.missing_embeddings);
@@ -335,15 +366,15 @@ int memops_op_health(const memops_ctx *ctx, const json_t *args, json_t *res, cx_
                     json_array_size(embedders));
     json_object_set_new(res, "embedders", embedders);
     if (live) {
-        memstore_stats stats;
-        memset(&stats, 0, sizeof stats);
-        memstore_get_stats(ctx->store, &stats);
+        int64_t waiting = stats.embeddings_waiting > 0 ? stats.embeddings_waiting : 0;
         json_object_set_new(res, "vector_index",
                             json_pack("{s:I, s:I}", "vectors", (json_int_t)stats.vectors,
                                       "bytes", (json_int_t)stats.index_bytes));
-        if (stats.vectors != p.entities)
-            ops_problem(res, "the vector index holds %lld vectors for %lld entities",
-                        (long long)stats.vectors, (long long)p.entities);
+        embedder_health(&stats, res);
+        if (stats.vectors + waiting != p.entities)
+            ops_problem(res, "the vector index holds %lld vectors for %lld entities%s",
+                        (long long)stats.vectors, (long long)p.entities,
+                        waiting ? " (besides those waiting for embeddings)" : "");
     }
     ops_db_close(&db);
     return 0;
@@ -444,8 +475,13 @@ int memops_op_integrity(const memops_ctx *ctx, const json_t *args, json_t *res, 
                     "entity, fts5 check: %s (run 'caxton memory reindex')",
                     (long long)p.fts_missing, (long long)p.fts_orphans, json_string_value(self));
 
+    memstore_stats stats;
+    memset(&stats, 0, sizeof stats);
+    if (ctx->store && memstore_available(ctx->store))
+        memstore_get_stats(ctx->store, &stats);
+    bool queued = stats.embedder_remote && stats.embeddings_waiting >= p.missing_embeddings;
     bool emb_ok = p.orphan_embeddings == 0 && p.bad_vectors == 0 &&
-                  (p.missing_embeddings == 0 || !ctx->store);
+                  (p.missing_embeddings == 0 || !ctx->store || queued);
     json_t *emb = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I}", "name", "embeddings", "ok", emb_ok,
                             "vectors", (json_int_t)p.embeddings, "entities_without_embedding",
                             (json_int_t)p.missing_embeddings, "embeddings_without_entity",
@@ -455,7 +491,16 @@ int memops_op_integrity(const memops_ctx *ctx, const json_t *args, json_t *res, 
         json_object_set_new(emb, "note",
                             json_string("entities without an embedding are embedded by the "
                                         "server when it opens the database"));
+    else if (stats.embedder_remote && stats.embeddings_waiting > 0) {
+        char note[200];
+        snprintf(note, sizeof note, "%lld entities waiting for embeddings from %s (not damage: "
+                 "they are computed in the background)", (long long)stats.embeddings_waiting,
+                 stats.embedder);
+        json_object_set_new(emb, "note", json_string(note));
+    }
     json_array_append_new(checks, emb);
+    if (stats.embedder_remote)
+        json_object_set_new(emb, "waiting", json_integer((json_int_t)stats.embeddings_waiting));
     if (!emb_ok)
         ops_problem(res,
                     "embeddings: %lld entities without one, %lld without an entity, %lld with "

@@ -4,7 +4,10 @@
  * Derived data (the embeddings table, the FTS rows, the in-memory vector
  * index) is rebuilt from the entities and observations whenever it is found
  * missing or stale, so an import, a salvage or a changed embedder heal at the
- * next open instead of needing a separate step. */
+ * next open instead of needing a separate step. With a remote embedder the
+ * vectors are not computed here: entities without a current one wait for
+ * memstore_embed.c, and the `meta` table remembers the embedder ('embedder')
+ * and the dimension its model answers ('embedder_dim'). */
 #include "memory/memstore.h"
 
 #include <ctype.h>
@@ -19,6 +22,8 @@
 #include "core/map.h"
 #include "core/util.h"
 #include "memory/embed.h"
+#include "memory/embedder.h"
+#include "memory/memstore_internal.h"
 #include "memory/vindex.h"
 
 #define BODY_MAX (64u * 1024u)     /* observation text fed to FTS and the embedder */
@@ -42,7 +47,14 @@ struct memstore {
     sqlite3 *db;
     char *path;
     memstore_options opt;
-    vindex *vi;
+    vindex *vi;           /* ms->dim wide; a 1-wide empty one while dim is 0 */
+    embedder *emb;        /* NULL: builtin */
+    bool remote;          /* vectors come from emb, through remote_q */
+    const char *emb_id;
+    size_t dim;           /* of the vectors; 0 until a remote embedder answers */
+    float *scratch;       /* VINDEX_MAX_DIM floats */
+    uint64_t gen;         /* bumped when the database opens or closes */
+    mem_remote *remote_q;
     map scope_ids;        /* scope text -> (void *)(id + 1) */
     char **scope_names;   /* id -> scope text */
     size_t scope_count, scope_cap;
@@ -298,11 +310,87 @@ static char *entity_body(memstore *ms, int64_t id)
     return strbuf_detach(&sb);
 }
 
-/* Writes the FTS row and the embedding of one entity (inside the caller's
- * transaction) and returns its vector in vec. */
-static int index_entity(memstore *ms, int64_t id, const char *name, const char *type, float *vec,
+/* "name\ntype\nbody": what an entity is embedded from. */
+static char *join_text(const char *name, const char *type, const char *body)
+{
+    strbuf sb;
+    strbuf_init(&sb);
+    strbuf_appendf(&sb, "%s\n%s\n%s", name, type, body);
+    return strbuf_detach(&sb);
+}
+
+/* Replaces the vector index with an empty one dim wide (1 while unknown). */
+static int set_dim(memstore *ms, size_t dim)
+{
+    vindex *vi = vindex_new(dim ? dim : 1);
+    if (!vi)
+        return -1;
+    vindex_free(ms->vi);
+    ms->vi = vi;
+    ms->dim = dim;
+    return 0;
+}
+
+static int put_vector_row(memstore *ms, int64_t id, const float *vec, size_t dim, cx_error *err)
+{
+    sqlite3_stmt *st = prep(ms,
+                            "INSERT INTO embeddings(entity_id, embedder, dim, vector) VALUES (?, "
+                            "?, ?, ?) ON CONFLICT(entity_id) DO UPDATE SET embedder = "
+                            "excluded.embedder, dim = excluded.dim, vector = excluded.vector",
+                            err);
+    if (!st)
+        return CX_EIO;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, ms->emb_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, (int)dim);
+    sqlite3_bind_blob(st, 4, vec, (int)(dim * sizeof(float)), SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(ms, err, "storing an embedding");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int drop_vector_row(memstore *ms, int64_t id, cx_error *err)
+{
+    sqlite3_stmt *st = prep(ms, "DELETE FROM embeddings WHERE entity_id = ?", err);
+    if (!st)
+        return CX_EIO;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(ms, err, "dropping an embedding");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The entity's vector: the builtin one computed now, or a remote one from
+ * the embedder's cache; without one the entity's row is dropped and it waits
+ * in the queue. *have_vec says which. */
+static int embed_entity(memstore *ms, int64_t id, const char *text, float *vec, bool *have_vec,
                         cx_error *err)
 {
+    *have_vec = false;
+    if (!ms->remote) {
+        if (embed_builtin(text, strlen(text), vec) != 0)
+            return cx_error_set(err, CX_ENOMEM, "out of memory embedding an entity");
+        *have_vec = true;
+        return put_vector_row(ms, id, vec, EMBED_BUILTIN_DIM, err);
+    }
+    size_t dim = 0;
+    const float *cached = ms->dim ? embedder_cache_get(ms->emb, text, strlen(text), &dim) : NULL;
+    if (cached && dim == ms->dim) {
+        memcpy(vec, cached, dim * sizeof *vec);
+        embed_normalise(vec, dim);
+        *have_vec = true;
+        return put_vector_row(ms, id, vec, dim, err);
+    }
+    return drop_vector_row(ms, id, err);
+}
+
+/* Writes the FTS row and the embedding of one entity (inside the caller's
+ * transaction) and returns its vector in vec (ms->scratch wide) when it has
+ * one now (*have_vec). */
+static int index_entity(memstore *ms, int64_t id, const char *name, const char *type, float *vec,
+                        bool *have_vec, cx_error *err)
+{
+    *have_vec = false;
     char *body = entity_body(ms, id);
     if (!body)
         return sql_fail(ms, err, "reading observations");
@@ -330,56 +418,67 @@ static int index_entity(memstore *ms, int64_t id, const char *name, const char *
             sqlite3_finalize(st);
         }
     }
-    if (!rc) {
-        strbuf sb;
-        strbuf_init(&sb);
-        strbuf_appendf(&sb, "%s\n%s\n%s", name, type, body);
-        rc = sb.data && embed_builtin(sb.data, sb.len, vec) == 0
-                 ? 0
-                 : cx_error_set(err, CX_ENOMEM, "out of memory embedding an entity");
-        strbuf_free(&sb);
-    }
+    char *text = rc ? NULL : join_text(name, type, body);
     free(body);
-    if (rc)
-        return rc;
-    st = prep(ms,
-              "INSERT INTO embeddings(entity_id, embedder, dim, vector) VALUES (?, ?, ?, ?) "
-              "ON CONFLICT(entity_id) DO UPDATE SET embedder = excluded.embedder, dim = "
-              "excluded.dim, vector = excluded.vector",
-              err);
-    if (!st)
-        return CX_EIO;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_text(st, 2, EMBED_BUILTIN_ID, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, EMBED_BUILTIN_DIM);
-    sqlite3_bind_blob(st, 4, vec, (int)(EMBED_BUILTIN_DIM * sizeof(float)), SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        rc = sql_fail(ms, err, "storing an embedding");
-    sqlite3_finalize(st);
+    if (!rc && !text)
+        rc = cx_error_set(err, CX_ENOMEM, "out of memory embedding an entity");
+    if (!rc)
+        rc = embed_entity(ms, id, text, vec, have_vec, err);
+    free(text);
     return rc;
 }
 
-/* Re-indexes the entities the query selects (id, name, type, scope), in one
- * transaction; the vector index follows after the commit. */
-static int reindex_where(memstore *ms, const char *select_sql, const char *bind, int64_t *count,
-                         cx_error *err)
+/* After a commit: the index follows the entity's vector, or its absence
+ * (then the queue of a remote embedder is told). */
+static void index_follow(memstore *ms, int64_t id, const char *scope, const float *vec,
+                         bool have_vec)
 {
+    if (have_vec) {
+        uint32_t sid = scope_id(ms, scope, true);
+        if (sid != UINT32_MAX)
+            vindex_put(ms->vi, id, sid, vec);
+        return;
+    }
+    vindex_remove(ms->vi, id);
+    if (ms->remote_q)
+        mem_remote_changed(ms->remote_q, id);
+}
+
+typedef struct index_item {
+    int64_t id;
+    char *name, *type, *scope;
+} index_item;
+
+static void index_items_free(index_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].name);
+        free(items[i].type);
+        free(items[i].scope);
+    }
+    free(items);
+}
+
+/* The entities a select (id, name, type, scope) lists, collected first:
+ * writing while stepping a read of the same tables is allowed, but would see
+ * its own rows for some selects. */
+static int collect_items(memstore *ms, const char *select_sql, const char *bind,
+                         index_item **out, size_t *count, cx_error *err)
+{
+    *out = NULL;
     *count = 0;
     sqlite3_stmt *st = prep(ms, select_sql, err);
     if (!st)
         return CX_EIO;
     if (bind)
         sqlite3_bind_text(st, 1, bind, -1, SQLITE_STATIC);
-    /* collect first: writing while stepping a read of the same tables is
-     * allowed, but would see its own rows for some selects */
-    typedef struct item { int64_t id; char *name, *type, *scope; } item;
-    item *items = NULL;
+    index_item *items = NULL;
     size_t n = 0, cap = 0;
-    int rc = 0;
+    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 256;
-            item *ni = realloc(items, ncap * sizeof *ni);
+            index_item *ni = realloc(items, ncap * sizeof *ni);
             if (!ni) {
                 rc = SQLITE_NOMEM;
                 break;
@@ -393,49 +492,130 @@ static int reindex_where(memstore *ms, const char *select_sql, const char *bind,
         items[n].scope = str_dup((const char *)sqlite3_column_text(st, 3));
         n++;
     }
-    int step_rc = rc;
     sqlite3_finalize(st);
-    rc = step_rc == SQLITE_DONE ? 0 : sql_fail(ms, err, "listing entities to index");
-    float vec[EMBED_BUILTIN_DIM];
+    *out = items;
+    *count = n;
+    return rc == SQLITE_DONE ? 0 : sql_fail(ms, err, "listing entities to index");
+}
+
+/* The stored vector of an entity from the current embedder into vec. */
+static bool read_vector(memstore *ms, int64_t id, float *vec)
+{
+    sqlite3_stmt *g = prep(ms,
+                           "SELECT vector FROM embeddings WHERE entity_id = ? AND embedder = ? "
+                           "AND dim = ?",
+                           NULL);
+    if (!g)
+        return false;
+    sqlite3_bind_int64(g, 1, id);
+    sqlite3_bind_text(g, 2, ms->emb_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(g, 3, (int)ms->dim);
+    bool ok = ms->dim && sqlite3_step(g) == SQLITE_ROW &&
+              sqlite3_column_bytes(g, 0) == (int)(ms->dim * sizeof(float));
+    if (ok)
+        memcpy(vec, sqlite3_column_blob(g, 0), ms->dim * sizeof(float));
+    sqlite3_finalize(g);
+    return ok;
+}
+
+/* Re-indexes the entities the query selects (id, name, type, scope), in one
+ * transaction; the vector index follows after the commit. *queued: how many
+ * were left waiting for a remote embedder. */
+static int reindex_where(memstore *ms, const char *select_sql, const char *bind, int64_t *count,
+                         int64_t *queued, cx_error *err)
+{
+    *count = 0;
+    if (queued)
+        *queued = 0;
+    index_item *items = NULL;
+    size_t n = 0;
+    int rc = collect_items(ms, select_sql, bind, &items, &n, err);
+    float *vec = ms->scratch;
     if (!rc && n)
         rc = exec(ms, "BEGIN IMMEDIATE", err);
     bool began = !rc && n;
     for (size_t i = 0; !rc && i < n; i++) {
+        bool have_vec;
         if (!items[i].name || !items[i].type || !items[i].scope)
             rc = cx_error_set(err, CX_ENOMEM, "out of memory indexing entities");
         else
-            rc = index_entity(ms, items[i].id, items[i].name, items[i].type, vec, err);
+            rc = index_entity(ms, items[i].id, items[i].name, items[i].type, vec, &have_vec,
+                              err);
     }
     if (began)
         rc = rc ? (rollback(ms), rc) : exec(ms, "COMMIT", err);
     if (!rc) {
+        /* the embeddings just written; read them back rather than keep n vectors */
         for (size_t i = 0; i < n; i++) {
-            /* the embedding just written; read it back rather than keep n vectors */
-            sqlite3_stmt *g = prep(ms, "SELECT vector FROM embeddings WHERE entity_id = ?", NULL);
-            if (!g)
-                continue;
-            sqlite3_bind_int64(g, 1, items[i].id);
-            if (sqlite3_step(g) == SQLITE_ROW &&
-                sqlite3_column_bytes(g, 0) == (int)(EMBED_BUILTIN_DIM * sizeof(float))) {
-                memcpy(vec, sqlite3_column_blob(g, 0), sizeof vec);
-                uint32_t sid = scope_id(ms, items[i].scope, true);
-                if (sid != UINT32_MAX)
-                    vindex_put(ms->vi, items[i].id, sid, vec);
-            }
-            sqlite3_finalize(g);
+            bool have_vec = read_vector(ms, items[i].id, vec);
+            if (!have_vec && queued)
+                (*queued)++;
+            index_follow(ms, items[i].id, items[i].scope, vec, have_vec);
         }
         *count = (int64_t)n;
     }
-    for (size_t i = 0; i < n; i++) {
-        free(items[i].name);
-        free(items[i].type);
-        free(items[i].scope);
-    }
-    free(items);
+    index_items_free(items, n);
     return rc;
 }
 
-static int load_vectors(memstore *ms, cx_error *err)
+static bool meta_get(memstore *ms, const char *key, char *out, size_t size)
+{
+    sqlite3_stmt *st = prep(ms, "SELECT value FROM meta WHERE key = ?", NULL);
+    if (!st)
+        return false;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    bool found = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0);
+    if (found)
+        snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return found;
+}
+
+static int meta_set(memstore *ms, const char *key, const char *value, cx_error *err)
+{
+    sqlite3_stmt *st = prep(ms,
+                            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO "
+                            "UPDATE SET value = excluded.value",
+                            err);
+    if (!st)
+        return CX_EIO;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sql_fail(ms, err, "recording the embedder");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* meta: the embedder whose vectors the database holds, and their dimension. */
+static int meta_set_embedder(memstore *ms, size_t dim, cx_error *err)
+{
+    char have[EMBEDDER_ID_MAX], have_dim[32], want_dim[32];
+    snprintf(want_dim, sizeof want_dim, "%zu", dim);
+    if (meta_get(ms, "embedder", have, sizeof have) && strcmp(have, ms->emb_id) == 0 &&
+        meta_get(ms, "embedder_dim", have_dim, sizeof have_dim) &&
+        strcmp(have_dim, want_dim) == 0)
+        return 0;
+    if (meta_set(ms, "embedder", ms->emb_id, err) || meta_set(ms, "embedder_dim", want_dim, err))
+        return CX_EIO;
+    return 0;
+}
+
+/* The dimension the current embedder's vectors have: the builtin's, or what
+ * a remote one answered before (meta), or 0 when it has not yet. */
+static size_t known_dim(memstore *ms)
+{
+    if (!ms->remote)
+        return EMBED_BUILTIN_DIM;
+    char id[EMBEDDER_ID_MAX], dim[32];
+    if (!meta_get(ms, "embedder", id, sizeof id) || strcmp(id, ms->emb_id) != 0 ||
+        !meta_get(ms, "embedder_dim", dim, sizeof dim))
+        return 0;
+    char *end;
+    unsigned long d = strtoul(dim, &end, 10);
+    return *end || d == 0 || d > VINDEX_MAX_DIM ? 0 : (size_t)d;
+}
+
+static int load_current(memstore *ms, cx_error *err)
 {
     sqlite3_stmt *st = prep(ms,
                             "SELECT m.entity_id, e.scope, m.vector FROM embeddings m JOIN "
@@ -443,12 +623,12 @@ static int load_vectors(memstore *ms, cx_error *err)
                             err);
     if (!st)
         return CX_EIO;
-    sqlite3_bind_text(st, 1, EMBED_BUILTIN_ID, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, EMBED_BUILTIN_DIM);
+    sqlite3_bind_text(st, 1, ms->emb_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)ms->dim);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_bytes(st, 2) != (int)(EMBED_BUILTIN_DIM * sizeof(float)))
-            continue; /* a damaged blob: re-embedded below */
+        if (sqlite3_column_bytes(st, 2) != (int)(ms->dim * sizeof(float)))
+            continue; /* a damaged blob: embedded again */
         uint32_t sid = scope_id(ms, (const char *)sqlite3_column_text(st, 1), true);
         if (sid == UINT32_MAX ||
             vindex_put(ms->vi, sqlite3_column_int64(st, 0), sid, sqlite3_column_blob(st, 2))) {
@@ -457,23 +637,194 @@ static int load_vectors(memstore *ms, cx_error *err)
         }
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return sql_fail(ms, err, "loading the vector index");
-    /* what is missing, stale or damaged gets indexed again */
-    int64_t fixed = 0;
-    rc = reindex_where(ms,
-                       "SELECT e.id, e.name, e.type, e.scope FROM entities e LEFT JOIN embeddings m "
-                       "ON m.entity_id = e.id WHERE m.entity_id IS NULL OR m.embedder <> '" EMBED_BUILTIN_ID
-                       "' OR m.dim <> 384 OR length(m.vector) <> 1536 OR e.id NOT IN (SELECT rowid "
-                       "FROM entities_fts)",
-                       NULL, &fixed, err);
+    return rc == SQLITE_DONE ? 0 : sql_fail(ms, err, "loading the vector index");
+}
+
+static int load_vectors(memstore *ms, cx_error *err)
+{
+    if (set_dim(ms, known_dim(ms)) != 0)
+        return cx_error_set(err, CX_ENOMEM, "out of memory for the vector index");
+    int rc = ms->dim ? load_current(ms, err) : 0;
+    if (rc)
+        return rc;
+    /* what is missing, stale or damaged gets indexed again; a remote
+     * embedder's missing vectors are the queue's, only the text index is
+     * rebuilt here */
+    int64_t fixed = 0, queued = 0;
+    if (ms->remote)
+        rc = reindex_where(ms,
+                           "SELECT e.id, e.name, e.type, e.scope FROM entities e WHERE e.id NOT "
+                           "IN (SELECT rowid FROM entities_fts)",
+                           NULL, &fixed, &queued, err);
+    else
+        rc = reindex_where(ms,
+                           "SELECT e.id, e.name, e.type, e.scope FROM entities e LEFT JOIN "
+                           "embeddings m ON m.entity_id = e.id WHERE m.entity_id IS NULL OR "
+                           "m.embedder <> '" EMBED_BUILTIN_ID "' OR m.dim <> 384 OR "
+                           "length(m.vector) <> 1536 OR e.id NOT IN (SELECT rowid FROM "
+                           "entities_fts)",
+                           NULL, &fixed, NULL, err);
     if (!rc && fixed)
         log_info("memory", "indexed %lld entities whose embeddings or text index were missing or "
                  "stale", (long long)fixed);
+    if (!rc && !ms->remote)
+        rc = meta_set_embedder(ms, EMBED_BUILTIN_DIM, err);
     return rc;
 }
 
 _Static_assert(EMBED_BUILTIN_DIM == 384, "the stale-vector query above spells out 384");
+
+/* ------------------------------------------------- remote embeddings glue */
+
+embedder *mem_embedder(const memstore *ms) { return ms->emb; }
+mem_remote *mem_remote_of(const memstore *ms) { return ms->remote_q; }
+size_t mem_dim(const memstore *ms) { return ms->dim; }
+size_t mem_vector_count(const memstore *ms) { return vindex_count(ms->vi); }
+uint64_t mem_generation(const memstore *ms) { return ms->gen; }
+
+char *mem_entity_text(memstore *ms, int64_t id)
+{
+    if (!ms->db)
+        return NULL;
+    sqlite3_stmt *st = prep(ms, "SELECT name, type FROM entities WHERE id = ?", NULL);
+    if (!st)
+        return NULL;
+    sqlite3_bind_int64(st, 1, id);
+    char *text = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        char *body = entity_body(ms, id);
+        if (body)
+            text = join_text((const char *)sqlite3_column_text(st, 0),
+                             (const char *)sqlite3_column_text(st, 1), body);
+        free(body);
+    }
+    sqlite3_finalize(st);
+    return text;
+}
+
+/* Entities without a vector from the current embedder with the current
+ * dimension (any entity while the dimension is unknown). */
+#define WAITING_SQL                                                                              \
+    "FROM entities e WHERE NOT EXISTS (SELECT 1 FROM embeddings m WHERE m.entity_id = e.id "    \
+    "AND m.embedder = ?1 AND m.dim = ?2 AND length(m.vector) = 4 * ?2)"
+
+static int i64_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int mem_waiting_ids(memstore *ms, int64_t after, const int64_t *skip, size_t nskip, int64_t *ids,
+                    size_t max)
+{
+    if (!ms->db)
+        return -1;
+    sqlite3_stmt *st = prep(ms, "SELECT e.id " WAITING_SQL " AND e.id > ?3 ORDER BY e.id LIMIT ?4",
+                            NULL);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, ms->emb_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)ms->dim);
+    sqlite3_bind_int64(st, 3, after);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)(max + nskip));
+    size_t n = 0;
+    int rc;
+    while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (nskip && bsearch(&id, skip, nskip, sizeof *skip, i64_cmp))
+            continue;
+        ids[n++] = id;
+    }
+    bool failed = n < max && rc != SQLITE_DONE;
+    sqlite3_finalize(st);
+    return failed ? -1 : (int)n;
+}
+
+int64_t mem_waiting_count(memstore *ms)
+{
+    if (!ms->db)
+        return -1;
+    sqlite3_stmt *st = prep(ms, "SELECT count(*) " WAITING_SQL, NULL);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, ms->emb_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)ms->dim);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* The model answered another dimension than the stored vectors': they are
+ * all stale now (the queue takes every entity again). */
+static int adopt_dim(memstore *ms, size_t dim, cx_error *err)
+{
+    if (ms->dim)
+        log_warn("memory", "the embedder %s answered %zu dimensions where the stored vectors "
+                 "have %zu: its model changed; every entity is embedded again", ms->emb_id, dim,
+                 ms->dim);
+    else
+        log_info("memory", "the embedder %s answers %zu dimensions", ms->emb_id, dim);
+    if (set_dim(ms, dim) != 0)
+        return cx_error_set(err, CX_ENOMEM, "out of memory for the vector index");
+    return 0;
+}
+
+static char *entity_scope(memstore *ms, int64_t id)
+{
+    sqlite3_stmt *st = prep(ms, "SELECT scope FROM entities WHERE id = ?", NULL);
+    if (!st)
+        return NULL;
+    sqlite3_bind_int64(st, 1, id);
+    char *scope = sqlite3_step(st) == SQLITE_ROW
+                      ? str_dup((const char *)sqlite3_column_text(st, 0))
+                      : NULL;
+    sqlite3_finalize(st);
+    return scope;
+}
+
+int mem_store_vectors(memstore *ms, const int64_t *ids, float *vecs, size_t n, size_t dim,
+                      cx_error *err)
+{
+    if (!ms->db)
+        return unavailable(ms, err);
+    if (dim == 0 || dim > VINDEX_MAX_DIM)
+        return cx_error_set(err, CX_EINVAL, "an embedding of %zu dimensions (1 to %d)", dim,
+                            VINDEX_MAX_DIM);
+    bool new_dim = dim != ms->dim;
+    if (new_dim && adopt_dim(ms, dim, err))
+        return CX_ENOMEM;
+    int rc = exec(ms, "BEGIN IMMEDIATE", err);
+    if (!rc && new_dim)
+        rc = meta_set_embedder(ms, dim, err);
+    bool *stored = calloc(n ? n : 1, sizeof *stored);
+    if (!rc && !stored)
+        rc = cx_error_set(err, CX_ENOMEM, "out of memory storing embeddings");
+    for (size_t i = 0; !rc && i < n; i++) {
+        char *scope = entity_scope(ms, ids[i]); /* gone meanwhile: nothing to store */
+        embed_normalise(vecs + i * dim, dim);
+        if (scope)
+            rc = put_vector_row(ms, ids[i], vecs + i * dim, dim, err);
+        stored[i] = scope && !rc;
+        free(scope);
+    }
+    rc = rc ? (rollback(ms), rc) : exec(ms, "COMMIT", err);
+    if (rc) {
+        rollback(ms);
+        free(stored);
+        return rc;
+    }
+    int count = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *scope = stored[i] ? entity_scope(ms, ids[i]) : NULL;
+        if (scope) {
+            index_follow(ms, ids[i], scope, vecs + i * dim, true);
+            count++;
+        }
+        free(scope);
+    }
+    free(stored);
+    return count;
+}
 
 /* --------------------------------------------------------------- open/close */
 
@@ -513,6 +864,9 @@ static void close_db(memstore *ms)
         ms->db = NULL;
     }
     vindex_clear(ms->vi);
+    ms->gen++;
+    if (ms->remote_q)
+        mem_remote_reset(ms->remote_q);
 }
 
 static int open_db(memstore *ms, cx_error *err)
@@ -550,6 +904,9 @@ static int open_db(memstore *ms, cx_error *err)
         close_db(ms);
         return CX_EIO;
     }
+    ms->gen++;
+    if (ms->remote_q)
+        mem_remote_kick(ms->remote_q);
     return 0;
 }
 
@@ -560,17 +917,36 @@ memstore *memstore_open(const memstore_options *opt, cx_error *err)
         return NULL;
     }
     memstore *ms = calloc(1, sizeof *ms);
-    if (!ms || !(ms->path = str_dup(opt->path)) || !(ms->vi = vindex_new(EMBED_BUILTIN_DIM))) {
+    if (!ms || !(ms->path = str_dup(opt->path)) || !(ms->vi = vindex_new(EMBED_BUILTIN_DIM)) ||
+        !(ms->scratch = calloc(VINDEX_MAX_DIM, sizeof *ms->scratch))) {
         if (ms) {
+            vindex_free(ms->vi);
             free(ms->path);
             free(ms);
         }
+        embedder_free(opt->embedder);
         cx_error_set(err, CX_ENOMEM, "out of memory opening the memory store");
         return NULL;
     }
     ms->opt = *opt;
     ms->opt.path = ms->path;
+    ms->opt.embedder = NULL;
+    ms->emb = opt->embedder;
+    ms->emb_id = embedder_id(ms->emb);
+    ms->dim = EMBED_BUILTIN_DIM;
     map_init(&ms->scope_ids);
+    if (embedder_is_remote(ms->emb)) {
+        ms->remote = true;
+        ms->remote_q = mem_remote_new(ms, ms->emb);
+        if (!ms->remote_q) {
+            ms->remote = false;
+            embedder_free(ms->emb);
+            ms->emb = NULL;
+            ms->emb_id = EMBED_BUILTIN_ID;
+            log_error("memory", "out of memory starting the remote embedder; using the builtin "
+                      "one");
+        }
+    }
     cx_error e = {0};
     if (open_db(ms, &e) != 0) {
         snprintf(ms->last_error, sizeof ms->last_error, "%s", e.msg);
@@ -586,7 +962,12 @@ void memstore_close(memstore *ms)
 {
     if (!ms)
         return;
+    /* the searches still waiting get their answer while the database is open */
+    mem_remote_free(ms->remote_q);
+    ms->remote_q = NULL;
     close_db(ms);
+    embedder_free(ms->emb);
+    free(ms->scratch);
     vindex_free(ms->vi);
     for (size_t i = 0; i < ms->scope_count; i++)
         free(ms->scope_names[i]);
@@ -1321,9 +1702,10 @@ static int write_entity(memstore *ms, const mem_caller *c, entity_req *r, int64_
                     rc = add_version(ms, id, version, type, conf, meta, now, by, err);
             }
         }
-        float vec[EMBED_BUILTIN_DIM];
+        float *vec = ms->scratch;
+        bool have_vec = false;
         if (!rc && changed)
-            rc = index_entity(ms, id, r->name, type, vec, err);
+            rc = index_entity(ms, id, r->name, type, vec, &have_vec, err);
         if (rc) {
             free(old_type);
             free(old_meta);
@@ -1331,13 +1713,10 @@ static int write_entity(memstore *ms, const mem_caller *c, entity_req *r, int64_
             return rc;
         }
         rc = exec(ms, "COMMIT", err);
-        if (rc) {
+        if (rc)
             rollback(ms);
-        } else if (changed) {
-            uint32_t sid = scope_id(ms, r->scope, true);
-            if (sid != UINT32_MAX)
-                vindex_put(ms->vi, id, sid, vec);
-        }
+        else if (changed)
+            index_follow(ms, id, r->scope, vec, have_vec);
         free(old_type);
         free(old_meta);
         *id_out = id;
@@ -1350,18 +1729,17 @@ static int write_entity(memstore *ms, const mem_caller *c, entity_req *r, int64_
         if (added < 0)
             rc = added;
     }
-    float vec[EMBED_BUILTIN_DIM];
+    float *vec = ms->scratch;
+    bool have_vec = false;
     if (!rc)
-        rc = index_entity(ms, id, r->name, type, vec, err);
+        rc = index_entity(ms, id, r->name, type, vec, &have_vec, err);
     if (!rc)
         rc = exec(ms, "COMMIT", err);
     if (rc) {
         rollback(ms);
         return rc;
     }
-    uint32_t sid = scope_id(ms, r->scope, true);
-    if (sid != UINT32_MAX)
-        vindex_put(ms->vi, id, sid, vec);
+    index_follow(ms, id, r->scope, vec, have_vec);
     *id_out = id;
     return 0;
 }
@@ -1680,10 +2058,9 @@ static json_t *hit_json(memstore *ms, int64_t id)
 static json_t *expand(memstore *ms, const mem_caller *c, const int64_t *seeds, size_t nseeds,
                       int depth, bool with_seeds, json_t **edges_out);
 
-int memstore_search(memstore *ms, const mem_caller *c, const mem_search_query *q, json_t **out,
-                    cx_error *err)
+int mem_search_check(memstore *ms, const mem_caller *c, const mem_search_query *q,
+                     cx_error *err)
 {
-    *out = NULL;
     if (!ms->db)
         return unavailable(ms, err);
     if (!q->text || !*q->text)
@@ -1708,6 +2085,16 @@ int memstore_search(memstore *ms, const mem_caller *c, const mem_search_query *q
     } else if (c->agent && !c->enabled) {
         return deny(ms, c, "global", "search", err);
     }
+    return 0;
+}
+
+int mem_search_run(memstore *ms, const mem_caller *c, const mem_search_query *q, const float *qv,
+                   const char *note, json_t **out, cx_error *err)
+{
+    *out = NULL;
+    if (!ms->db)
+        return unavailable(ms, err);
+    size_t limit = q->limit ? q->limit : 10;
     uint64_t t0 = time_monotonic_ns();
     bool all = !c->agent && !q->scope;
     char scopes[3][MEM_SCOPE_MAX + 1];
@@ -1728,32 +2115,29 @@ int memstore_search(memstore *ms, const mem_caller *c, const mem_search_query *q
     }
     size_t n = 0;
     int rc = 0;
-    if (q->mode != MEM_SEARCH_TEXT) {
-        float qv[EMBED_BUILTIN_DIM];
-        if (embed_builtin(q->text, strlen(q->text), qv) != 0) {
-            rc = cx_error_set(err, CX_ENOMEM, "out of memory embedding the query");
-        } else {
-            uint32_t ids[3];
-            size_t nids = 0;
-            for (size_t i = 0; i < nscopes; i++) {
-                uint32_t id = scope_id(ms, scopes[i], false);
-                if (id != UINT32_MAX)
-                    ids[nids++] = id;
-            }
-            qsort(ids, nids, sizeof ids[0], u32_cmp);
-            vindex_filter f = {.scopes = ids, .scope_count = nids};
-            size_t got = (all || nids) ? vindex_search(ms->vi, qv, want, 1e-6f, all ? NULL : &f, hits)
-                                       : 0;
-            int rank = 0;
-            for (size_t i = 0; i < got; i++) {
-                if (filtered && !entity_passes(ms, hits[i].id, q, nscopes, scopes, all))
-                    continue;
-                cands[n] = (cand){.id = hits[i].id, .vscore = hits[i].score, .vrank = ++rank};
-                n++;
-            }
+    /* without the query's vector, text ranks alone (mode=vector too) */
+    bool vector_used = q->mode != MEM_SEARCH_TEXT && qv && ms->dim;
+    if (vector_used) {
+        uint32_t ids[3];
+        size_t nids = 0;
+        for (size_t i = 0; i < nscopes; i++) {
+            uint32_t id = scope_id(ms, scopes[i], false);
+            if (id != UINT32_MAX)
+                ids[nids++] = id;
+        }
+        qsort(ids, nids, sizeof ids[0], u32_cmp);
+        vindex_filter f = {.scopes = ids, .scope_count = nids};
+        size_t got =
+            (all || nids) ? vindex_search(ms->vi, qv, want, 1e-6f, all ? NULL : &f, hits) : 0;
+        int rank = 0;
+        for (size_t i = 0; i < got; i++) {
+            if (filtered && !entity_passes(ms, hits[i].id, q, nscopes, scopes, all))
+                continue;
+            cands[n] = (cand){.id = hits[i].id, .vscore = hits[i].score, .vrank = ++rank};
+            n++;
         }
     }
-    char *fq = !rc && q->mode != MEM_SEARCH_VECTOR ? fts_query(q->text) : NULL;
+    char *fq = !rc && (q->mode != MEM_SEARCH_VECTOR || !vector_used) ? fts_query(q->text) : NULL;
     if (fq) {
         strbuf sql;
         strbuf_init(&sql);
@@ -1809,7 +2193,8 @@ int memstore_search(memstore *ms, const mem_caller *c, const mem_search_query *q
         return rc;
     }
     /* reciprocal rank fusion, scaled so 1.0 = first in every list used */
-    double best = q->mode == MEM_SEARCH_HYBRID ? 2.0 / (RRF_K + 1) : 1.0 / (RRF_K + 1);
+    double best = q->mode == MEM_SEARCH_HYBRID && vector_used ? 2.0 / (RRF_K + 1)
+                                                              : 1.0 / (RRF_K + 1);
     for (size_t i = 0; i < n; i++) {
         double s = 0;
         if (cands[i].vrank)
@@ -1857,7 +2242,41 @@ int memstore_search(memstore *ms, const mem_caller *c, const mem_search_query *q
     note_slow(ms, "search", t0, q->text);
     *out = json_pack("{s:o, s:o, s:f}", "results", results, "expanded",
                      expanded ? expanded : json_array(), "took_ms", (double)ns / 1e6);
+    if (*out && note && q->mode != MEM_SEARCH_TEXT && !vector_used) {
+        char text[320];
+        snprintf(text, sizeof text, "unavailable: %s", note);
+        text_make_utf8(text);
+        json_object_set_new(*out, "vector", json_string(text));
+    }
     return 0;
+}
+
+int memstore_search(memstore *ms, const mem_caller *c, const mem_search_query *q, json_t **out,
+                    cx_error *err)
+{
+    *out = NULL;
+    int rc = mem_search_check(ms, c, q, err);
+    if (rc)
+        return rc;
+    if (q->mode == MEM_SEARCH_TEXT)
+        return mem_search_run(ms, c, q, NULL, NULL, out, err);
+    float *qv = malloc((ms->dim ? ms->dim : 1) * sizeof *qv);
+    char note[256] = "";
+    if (!qv)
+        return cx_error_set(err, CX_ENOMEM, "out of memory embedding the query");
+    bool have = false;
+    if (!ms->remote) {
+        if (embed_builtin(q->text, strlen(q->text), qv) != 0) {
+            free(qv);
+            return cx_error_set(err, CX_ENOMEM, "out of memory embedding the query");
+        }
+        have = true;
+    } else {
+        have = mem_remote_cached_query(ms->remote_q, q->text, qv, note, sizeof note);
+    }
+    rc = mem_search_run(ms, c, q, have ? qv : NULL, note, out, err);
+    free(qv);
+    return rc;
 }
 
 /* ------------------------------------------------------------------- graph */
@@ -2004,6 +2423,13 @@ char *memstore_context_for(memstore *ms, const mem_caller *c, const char *query,
                   "memory context unavailable, answering without it: %s", err.msg);
         return NULL;
     }
+    char *text = memstore_context_text(res, max_chars);
+    json_decref(res);
+    return text;
+}
+
+char *memstore_context_text(const json_t *res, size_t max_chars)
+{
     strbuf sb;
     strbuf_init(&sb);
     size_t i;
@@ -2023,7 +2449,6 @@ char *memstore_context_for(memstore *ms, const mem_caller *c, const char *query,
             strbuf_append(&sb, line.data, line.len);
         strbuf_free(&line);
     }
-    json_decref(res);
     if (!sb.len) {
         strbuf_free(&sb);
         return NULL;
@@ -2039,29 +2464,42 @@ int memstore_reindex(memstore *ms, const char *scope_prefix, json_t **report, cx
     if (!ms->db)
         return unavailable(ms, err);
     uint64_t t0 = time_monotonic_ns();
-    int64_t count = 0;
+    int64_t count = 0, queued = 0;
     int rc;
+    if (ms->remote) {
+        /* new vectors, not the cached ones: the model may have changed
+         * behind the same name */
+        embedder_cache_clear(ms->emb);
+        mem_remote_restart(ms->remote_q);
+    }
     if (!scope_prefix) {
         vindex_clear(ms->vi);
         rc = exec(ms, "DELETE FROM entities_fts", err);
         if (!rc)
-            rc = reindex_where(ms, "SELECT id, name, type, scope FROM entities", NULL, &count, err);
+            rc = reindex_where(ms, "SELECT id, name, type, scope FROM entities", NULL, &count,
+                               &queued, err);
     } else if (str_has_prefix(scope_prefix, "agent:")) {
         const char *agent = scope_prefix + 6;
         rc = reindex_where(ms,
                            "SELECT id, name, type, scope FROM entities WHERE scope = 'agent:' || ?1 "
                            "OR created_by = ?1",
-                           agent, &count, err);
+                           agent, &count, &queued, err);
     } else {
         rc = reindex_where(ms, "SELECT id, name, type, scope FROM entities WHERE scope = ?",
-                           scope_prefix, &count, err);
+                           scope_prefix, &count, &queued, err);
     }
     if (rc)
         return rc;
-    *report = json_pack("{s:I, s:s, s:i, s:I, s:f}", "entities", (json_int_t)count, "embedder",
-                        EMBED_BUILTIN_ID, "dim", EMBED_BUILTIN_DIM, "vectors",
+    *report = json_pack("{s:I, s:s, s:I, s:I, s:f}", "entities", (json_int_t)count, "embedder",
+                        ms->emb_id, "dim", (json_int_t)ms->dim, "vectors",
                         (json_int_t)vindex_count(ms->vi), "took_ms",
                         (double)(time_monotonic_ns() - t0) / 1e6);
+    if (*report && ms->remote) {
+        json_object_set_new(*report, "queued", json_integer((json_int_t)queued));
+        json_object_set_new(*report, "note",
+                            json_string("the entities wait for new vectors from the embedder; "
+                                        "caxton memory health-check shows how many are left"));
+    }
     return 0;
 }
 
@@ -2086,12 +2524,17 @@ void memstore_get_stats(memstore *ms, memstore_stats *out)
     out->wal_bytes = file_size(ms->path, "-wal");
     out->index_bytes = vindex_bytes(ms->vi);
     out->vectors = (int64_t)vindex_count(ms->vi);
+    out->embedder = ms->emb_id;
+    out->embedder_remote = ms->remote;
+    out->dim = (int64_t)ms->dim;
     if (ms->db) {
         out->entities = count_of(ms, "SELECT count(*) FROM entities");
         out->relations = count_of(ms, "SELECT count(*) FROM relations");
     } else {
         out->entities = out->relations = -1;
     }
+    if (ms->remote_q)
+        mem_remote_stats(ms->remote_q, out); /* after entities and vectors: it uses them */
 }
 
 int memstore_scope_counts(memstore *ms, json_t **out, cx_error *err)

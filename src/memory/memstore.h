@@ -15,6 +15,20 @@
  * Durability: single writes commit with synchronous=FULL before they return;
  * bulk paths (import, reindex) use one transaction.
  *
+ * Embeddings: with the builtin embedder (the default) a write computes its
+ * entity's vector before it commits, as before. With a remote embedder
+ * (memory.embedder openai or ollama, embedder.h) a write commits the entity,
+ * its observations, its version and its text index and is acknowledged
+ * without waiting for the network; the entity then waits for its vector in
+ * the store's queue, which is the database itself (entities without a vector
+ * from this embedder, with this dimension), sent in batches, one batch at a
+ * time, retried with a backoff of 1 s doubling up to 30 s while the provider
+ * fails. A provider that refuses one entity's text (HTTP 400, 413, 422) gets
+ * it alone, and then it is set aside until it changes or is reindexed.
+ * Searches embed their query first (memstore_search_async); when that fails
+ * or takes more than MEM_SEARCH_EMBED_TIMEOUT_MS they rank by text alone and
+ * say so: "vector": "unavailable: <reason>".
+ *
  * Everything runs on the caller's thread (the server's loop thread); the store
  * is not thread-safe. */
 #ifndef CAXTON_MEMORY_MEMSTORE_H
@@ -28,6 +42,7 @@
 #include "core/error.h"
 
 struct sqlite3;
+struct embedder;
 
 extern const char *const memstore_migrations[];
 extern const int memstore_migration_count;
@@ -41,6 +56,7 @@ extern const int memstore_migration_count;
 #define MEM_SEARCH_LIMIT_MAX 100
 #define MEM_GRAPH_DEPTH_MAX 5
 #define MEM_GRAPH_NODES_MAX 1000
+#define MEM_SEARCH_EMBED_TIMEOUT_MS 5000 /* a search waits this long for its query's vector */
 
 /* API codes for the errors the store returns. */
 #define MEM_API_SCOPE_DENIED "SCOPE_PERMISSION_DENIED"
@@ -78,6 +94,10 @@ typedef struct memstore_options {
     uint64_t max_size;         /* bytes; 0 = no limit (MEMORY_LIMIT_EXCEEDED past it) */
     uint64_t cache_size;       /* SQLite page cache, bytes */
     uint64_t slow_query_ms;    /* operations slower than this are logged as slow */
+    /* The embedder; NULL: the builtin lexical one. The store owns it from
+     * memstore_open on (also when the database does not open) and frees it in
+     * memstore_close. */
+    struct embedder *embedder;
 } memstore_options;
 
 typedef struct memstore memstore;
@@ -154,20 +174,50 @@ typedef struct mem_search_query {
 } mem_search_query;
 
 /* *out = {results: [{scope, name, type, score, vector_score, text_rank,
- * observations: [last 3 texts]}], expanded: [...], took_ms}. */
+ * observations: [last 3 texts]}], expanded: [...], took_ms, vector?}.
+ * `vector` is there only when the vector half could not be used: "unavailable:
+ * <reason>", and the results are ranked by text alone. With a remote embedder
+ * this synchronous search has the query's vector only when it is in the
+ * embedder's cache; otherwise it answers by text (callers that can wait use
+ * memstore_search_async). */
 int memstore_search(memstore *ms, const mem_caller *c, const mem_search_query *q, json_t **out,
                     cx_error *err);
+
+/* The answer of an asynchronous search: rc 0 and the result (as
+ * memstore_search; borrowed: take a reference to keep it), or the error
+ * (invalid query, scope denied, store unavailable) in err. A query that cannot
+ * be embedded is not an error: see `vector` above. */
+typedef void (*mem_search_fn)(int rc, json_t *result, const cx_error *err, void *arg);
+typedef struct mem_search_req mem_search_req;
+
+/* A search that embeds its query first. When the answer is known at once (the
+ * builtin embedder, a query in the cache, mode=text, no vectors stored yet,
+ * an error) cb runs before this returns and NULL is returned; otherwise cb
+ * runs later on the loop, at most MEM_SEARCH_EMBED_TIMEOUT_MS later, and the
+ * request is returned so the caller can cancel it. The caller and query are
+ * copied. memstore_close answers the searches still waiting (by text). */
+mem_search_req *memstore_search_async(memstore *ms, const mem_caller *c,
+                                      const mem_search_query *q, mem_search_fn cb, void *arg);
+/* Forgets a waiting search: its callback will not run. */
+void memstore_search_cancel(mem_search_req *r);
 /* The graph around an entity, breadth first up to depth: {root, nodes, edges}. */
 int memstore_graph(memstore *ms, const mem_caller *c, const char *scope, const char *name,
                    int depth, json_t **out, cx_error *err);
 
 /* A short text of the top memories for an agent's context, or NULL when
- * there are none (never fails the caller; errors are logged and counted). */
+ * there are none (never fails the caller; errors are logged and counted).
+ * Synchronous: with a remote embedder it ranks by text unless the query is
+ * cached (agents use memstore_search_async and memstore_context_text). */
 char *memstore_context_for(memstore *ms, const mem_caller *c, const char *query, size_t limit,
                            size_t max_chars);
+/* The context text of a search result: one line per hit (name, type, scope,
+ * newest observations) while they fit max_chars; NULL when none. */
+char *memstore_context_text(const json_t *result, size_t max_chars);
 
 /* Rebuilds embeddings (all, or one scope / one agent's entities), the vector
- * index and the FTS index. */
+ * index and the FTS index. With a remote embedder the FTS rows are rebuilt
+ * at once and the entities are queued for new vectors (the cache is emptied
+ * first): the report says how many were queued. */
 int memstore_reindex(memstore *ms, const char *scope_prefix, json_t **report, cx_error *err);
 
 /* Scope violations: record (also done internally) and list. */
@@ -184,6 +234,14 @@ typedef struct memstore_stats {
     uint64_t db_bytes, wal_bytes, index_bytes;
     uint64_t max_size;
     bool available;
+    /* the embedder */
+    const char *embedder;        /* its id (valid while the store lives) */
+    bool embedder_remote;
+    int64_t dim;                 /* of the vectors; 0 while a remote embedder has sent none */
+    int64_t embeddings_waiting;  /* remote: entities without a vector from it yet */
+    int64_t embeddings_refused;  /* remote: entities the provider refused, set aside */
+    uint64_t embed_batches, embed_failures;
+    char embed_last_error[256];  /* the last failure, "" when none */
 } memstore_stats;
 extern const double memstore_search_buckets[12]; /* seconds, upper bounds */
 void memstore_get_stats(memstore *ms, memstore_stats *out);

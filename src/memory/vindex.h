@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VINDEX_MAX_DIM 4096
+#define VINDEX_MAX_DIM 8192 /* the largest embedding a provider may answer (llm.h) */
 /* Most hits one search returns; a larger k is clamped to it. */
 #define VINDEX_K_MAX 1000
 /* Most vectors one index holds (slots are 32-bit). */

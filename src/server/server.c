@@ -30,6 +30,7 @@
 #include "core/units.h"
 #include "core/util.h"
 #include "llm/llm.h"
+#include "memory/embedder.h"
 #include "memory/memops.h"
 #include "memory/memstore.h"
 #include "messaging/router.h"
@@ -505,24 +506,43 @@ static int start_agents(server *s, cx_error *err)
         return rc;
     }
     json_decref(errors);
-    if (!(a->tools = mcp_hub_new(a->loop, a->config->tools_mcp_servers, err)))
+    embedder_config ecfg = embedder_config_of(a->config);
+    if (embedder_config_check(&ecfg, a->config->llm_providers, &errors) > 0) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(errors, i, e) {
+            log_error("config", "%s", json_string_value(e));
+        }
+        int rc = cx_error_set(err, CX_ECONFIG, "%s",
+                              json_string_value(json_array_get(errors, 0)));
+        json_decref(errors);
+        return rc;
+    }
+    json_decref(errors);
+    if (!(a->tools = mcp_hub_new(a->loop, a->config->tools_mcp_servers, err)) ||
+        !(a->llm = llm_client_new(a->loop, a->config->llm_providers, err)))
         return err->code ? err->code : CX_EINTERNAL;
-    /* a damaged memory database leaves memory unavailable, not the server
-     * down: the recovery commands repair it while agents keep answering */
+    /* the memory's embedder calls the LLM providers; a damaged memory
+     * database leaves memory unavailable, not the server down: the recovery
+     * commands repair it while agents keep answering */
+    embedder *emb = embedder_new(&ecfg, a->config->llm_providers, a->loop, a->llm, err);
+    if (!emb)
+        return err->code ? err->code : CX_EINTERNAL;
     memstore_options mopt = {
         .path = a->config->memory_path,
         .max_size = a->config->memory_max_size,
         .cache_size = a->config->memory_cache_size,
         .slow_query_ms = a->config->memory_slow_query_ms,
+        .embedder = emb,
     };
     cx_error merr = {0};
     if (!(a->memory = memstore_open(&mopt, &merr)))
         return cx_error_set(err, merr.code ? merr.code : CX_ENOMEM, "%s", merr.msg);
-    if (!(a->router = router_new(a, err)) || !(a->llm = llm_client_new(a->loop,
-                                                                      a->config->llm_providers,
-                                                                      err)) ||
-        !(a->agents = registry_new(a, err)) || router_recover(a->router, err) < 0 ||
-        snapshot_init() < 0)
+    if (embedder_is_remote(emb))
+        log_info("memory", "memory embeds with %s through provider %s", embedder_id(emb),
+                 embedder_provider(emb));
+    if (!(a->router = router_new(a, err)) || !(a->agents = registry_new(a, err)) ||
+        router_recover(a->router, err) < 0 || snapshot_init() < 0)
         return err->code ? err->code : CX_EINTERNAL;
     snapshot_take(a);
     if (a->config->memory_backups_every_ms && a->config->memory_backups_keep > 0)

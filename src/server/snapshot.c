@@ -86,6 +86,10 @@ static void render_memory(app *a, strbuf *sb, health_result *h)
     json_decref(counts);
     family(sb, "caxton_memory_vectors", "gauge", "Vectors in the in-memory search index.");
     strbuf_appendf(sb, "caxton_memory_vectors %lld\n", (long long)st.vectors);
+    family(sb, "caxton_memory_embeddings_waiting", "gauge",
+           "Entities waiting for their vector from a remote embedder (0 with the builtin one).");
+    strbuf_appendf(sb, "caxton_memory_embeddings_waiting %lld\n",
+                   (long long)(st.embeddings_waiting > 0 ? st.embeddings_waiting : 0));
     family(sb, "caxton_memory_search_duration_seconds", "histogram",
            "Memory searches (vector + full text, fused), by duration.");
     uint64_t cum = 0;

@@ -8,6 +8,19 @@ each in its own shape, chosen by the path of the request:
     POST /v1/messages           Anthropic Messages        base_url: srv.anthropic_url
     POST /api/chat              Ollama's native chat      base_url: srv.ollama_url
 
+and embeddings, kept apart from the chat requests and steps:
+
+    POST /v1/embeddings         OpenAI embeddings         base_url: srv.url
+    POST /api/embed             Ollama's embeddings       base_url: srv.ollama_url
+
+Each text's vector (embed_dim numbers, normalised) is the sum of one fixed
+pseudo-random vector per word, the word first mapped through SYNONYMS, so
+"automobiles" and "cars" come out the same while sharing no letters a text
+search would match; the same text always gets the same vector. Set
+srv.embed_status = 503 (any status) to make every embeddings request fail,
+srv.embed_delay to slow them; srv.embed_requests, srv.embed_paths and
+srv.embed_texts record what came, reset_embed_counts() starts them again.
+
 Any other path is 404. Answers carry usage (prompt tokens estimated as
 characters / 4). Without a script it echoes the last user message
 ("echo: ..."), or answers with the text given to reply(). script() queues
@@ -50,7 +63,10 @@ URL (Anthropic and Ollama providers use it without the /v1) and serves until
 interrupted (--delay adds a fixed latency per answer).
 """
 import argparse
+import hashlib
 import json
+import math
+import re
 import signal
 import socket
 import sys
@@ -63,6 +79,26 @@ CHAT_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
 OLLAMA_PATH = "/api/chat"
 PATHS = (CHAT_PATH, ANTHROPIC_PATH, OLLAMA_PATH)
+EMBED_PATH = "/v1/embeddings"
+OLLAMA_EMBED_PATH = "/api/embed"
+EMBED_PATHS = (EMBED_PATH, OLLAMA_EMBED_PATH)
+# words that mean the same to the scripted embedder
+SYNONYMS = {"automobile": "car", "automobiles": "car", "cars": "car", "vehicle": "car",
+            "vehicles": "car", "supplier": "vendor", "suppliers": "vendor", "vendors": "vendor"}
+
+
+def embedding_of(text, dim):
+    """The scripted embedder's vector for text: a sum of per-word vectors, normalised."""
+    vec = [0.0] * dim
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        word = SYNONYMS.get(word, word)
+        seed = hashlib.sha256(word.encode()).digest()
+        while len(seed) < 2 * dim:
+            seed += hashlib.sha256(seed).digest()
+        for i in range(dim):
+            vec[i] += (seed[2 * i] * 256 + seed[2 * i + 1]) / 32767.5 - 1.0
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [round(v / norm, 6) for v in vec]
 
 
 def _block_text(content):
@@ -189,6 +225,9 @@ class _Handler(BaseHTTPRequestHandler):
         if raw is None:
             return
         path = self.path.split("?", 1)[0]
+        if path in EMBED_PATHS:
+            self._embed(raw, path)
+            return
         if path not in PATHS:
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}))
             return
@@ -202,6 +241,39 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(owner, step, body, path)
         finally:
             owner._end()
+
+    def _embed(self, raw, path):
+        owner = self.server.owner
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        status, delay, dim = owner._embed_begin(body, path, texts)
+        if delay > 0 and owner._stopping.wait(delay):
+            self.close_connection = True
+            return
+        if status:
+            shape = OLLAMA_PATH if path == OLLAMA_EMBED_PATH else CHAT_PATH
+            self._send(status, json.dumps(_error_body(shape, status, f"scripted error {status}")))
+            return
+        if not isinstance(texts, list) or not texts or not all(
+                isinstance(t, str) and t for t in texts):
+            self._send(400, json.dumps({"error": {"message": "input must be a list of texts"}}))
+            return
+        vectors = [embedding_of(t, dim) for t in texts]
+        if path == OLLAMA_EMBED_PATH:
+            answer = {"model": body.get("model"), "embeddings": vectors,
+                      "prompt_eval_count": sum(len(t) // 4 for t in texts)}
+        else:
+            answer = {"object": "list", "model": body.get("model"),
+                      "data": [{"object": "embedding", "index": i, "embedding": v}
+                               for i, v in enumerate(vectors)],
+                      "usage": {"prompt_tokens": sum(len(t) // 4 for t in texts),
+                                "total_tokens": sum(len(t) // 4 for t in texts)}}
+        self._send(200, json.dumps(answer))
 
     def _answer(self, owner, step, body, path):
         delay = float(step.get("delay", 0) or 0) + owner.latency
@@ -245,6 +317,12 @@ class ScriptedLLM:
         self._stopping = threading.Event()
         self._count = 0
         self.latency = latency
+        self.embed_dim = 64
+        self.embed_status = None
+        self.embed_delay = 0.0
+        self._embed_requests = []
+        self._embed_paths = []
+        self._embed_texts = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._httpd = _Server(("127.0.0.1", port), _Handler)
@@ -327,6 +405,38 @@ class ScriptedLLM:
         """The path of each request received, in order (as srv.requests)."""
         with self._lock:
             return list(self._paths)
+
+    @property
+    def embed_requests(self):
+        """The embeddings request bodies received, in order."""
+        with self._lock:
+            return list(self._embed_requests)
+
+    @property
+    def embed_paths(self):
+        with self._lock:
+            return list(self._embed_paths)
+
+    @property
+    def embed_texts(self):
+        """Every text asked to embed, in order."""
+        with self._lock:
+            return list(self._embed_texts)
+
+    def reset_embed_counts(self):
+        with self._lock:
+            self._embed_requests = []
+            self._embed_paths = []
+            self._embed_texts = []
+
+    def _embed_begin(self, body, path, texts):
+        """Records one embeddings request; its status (None: answer), delay and dimension."""
+        with self._lock:
+            self._embed_requests.append(body)
+            self._embed_paths.append(path)
+            if isinstance(texts, list):
+                self._embed_texts.extend(t for t in texts if isinstance(t, str))
+            return self.embed_status, self.embed_delay, self.embed_dim
 
     def wait_for_requests(self, count, timeout=10.0):
         """Waits until count requests arrived; returns whether they did."""

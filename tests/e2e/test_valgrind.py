@@ -6,6 +6,7 @@ Skipped when valgrind or the plain build is missing (make test builds it).
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -252,3 +253,62 @@ def test_memory_under_valgrind(tmp_path):
     report = valgrind_report(f"{tmp_path}/valgrind.log")
     assert code == 0, f"exit {code}; valgrind says:\n{report}"
     assert report.strip() == "", report
+
+
+def test_memory_remote_embedder_under_valgrind(tmp_path):
+    """A remote embedder: the queue draining, deferred searches, the provider
+    down (text fallback, backoff), the store quiesced and resumed with
+    entities waiting, and a search still waiting at shutdown (answered by
+    text): no invalid accesses, no leaks."""
+    from llm_server import ScriptedLLM
+    llm = ScriptedLLM().start()
+    config = ("llm:\n  providers:\n    openai:\n"
+              f"      base_url: {llm.url}\n      retries: 0\n      timeout: 5s\n"
+              "memory:\n  embedder: openai\n  embedding: { model: emb, batch: 3, cache: 4 }\n")
+    s = ValgrindServer(tmp_path, config=config)
+    s.env = base_env()
+    s.start()
+    late = {}
+    try:
+        for i in range(7):
+            r = s.admin("POST", "/api/v1/memory/entities", body={
+                "scope": "global", "name": f"car {i}", "observations": [f"automobile {i}"]})
+            assert r.status == 201, r.body
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            h = s.admin("POST", "/api/v1/memory/health-check", body={"quick": True}).json()
+            if h["embedder"]["waiting"] == 0:
+                break
+            time.sleep(0.2)
+        assert h["embedder"]["waiting"] == 0, h
+        for q in ("vehicles", "vehicles", "cars 3", "x y z", "w v"):
+            body = s.admin("GET", f"/api/v1/memory/search?q={q.replace(' ', '+')}",
+                           timeout=30).json()
+            assert "vector" not in body, body
+        llm.embed_status = 503
+        assert s.admin("POST", "/api/v1/memory/entities", body={
+            "scope": "global", "name": "waiting", "observations": ["not yet"]}).status == 201
+        body = s.admin("GET", "/api/v1/memory/search?q=not+yet", timeout=30).json()
+        assert body["vector"].startswith("unavailable:"), body
+        for op, args in [("backup", {}), ("restore", {"from_backup": "latest"}),
+                         ("reindex", {}), ("health-check", {})]:
+            r = s.admin("POST", f"/api/v1/memory/{op}", body=args, timeout=60)
+            assert r.status == 200, (op, r.body)
+        # a search waiting for the embedder when the server stops
+        llm.embed_status = None
+        llm.embed_delay = 4.0
+
+        def waiting_search():
+            late["r"] = s.admin("GET", "/api/v1/memory/search?q=brand+new+words", timeout=60)
+        t = threading.Thread(target=waiting_search)
+        t.start()
+        time.sleep(1.0)
+    finally:
+        code = s.stop(timeout=120)
+        llm.stop()
+    t.join(timeout=60)
+    report = valgrind_report(f"{tmp_path}/valgrind.log")
+    assert code == 0, f"exit {code}; valgrind says:\n{report}"
+    assert report.strip() == "", report
+    assert late["r"].status == 200, late["r"]
+    assert "vector" in late["r"].json(), late["r"].body

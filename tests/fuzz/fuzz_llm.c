@@ -1,6 +1,7 @@
 /* libFuzzer harness: provider answers (what an LLM server sends back) through
- * the OpenAI, Anthropic and Ollama parsers, and error bodies through the
- * error-text extraction. The first input byte picks the parser. */
+ * the OpenAI, Anthropic and Ollama parsers, embeddings answers (for two texts)
+ * through the OpenAI and Ollama embeddings parsers, and error bodies through
+ * the error-text extraction. The first input byte picks the parser. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -17,10 +18,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     llm_answer answer = {0};
     const char *reason = NULL;
     char detail[512];
-    switch (data[0] % 4) {
+    llm_embedding embedding = {0};
+    switch (data[0] % 6) {
     case 0: llm_openai_parse_answer(body, len, &answer, &reason, detail, sizeof detail); break;
     case 1: llm_anthropic_parse_answer(body, len, &answer, &reason, detail, sizeof detail); break;
     case 2: llm_ollama_parse_answer(body, len, &answer, &reason, detail, sizeof detail); break;
+    case 4:
+        llm_openai_parse_embeddings(body, len, 2, &embedding, &reason, detail, sizeof detail);
+        break;
+    case 5:
+        llm_ollama_parse_embeddings(body, len, 2, &embedding, &reason, detail, sizeof detail);
+        break;
     default: {
         char text[256];
         llm_error_text(body, len, "sk-secret-key", text, sizeof text);
@@ -31,5 +39,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(args);
     }
     llm_answer_free(&answer);
+    llm_embedding_free(&embedding);
     return 0;
 }

@@ -22,7 +22,7 @@ out="$root/build-fuzz"
 cc=${FUZZ_CC:-clang}
 limits="-timeout=5 -rss_limit_mb=2048 -max_len=65536"
 command -v "$cc" >/dev/null || { echo "run_parsers.sh: $cc not found (scripts/deps.sh test)" >&2; exit 2; }
-flags=$(pkg-config --cflags --libs yaml-0.1 jansson sqlite3)
+flags=$(pkg-config --cflags --libs yaml-0.1 jansson sqlite3 libuv libcurl)
 core="$root/src/core/error.c $root/src/core/util.c $root/src/core/units.c"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/caxton-fuzz-XXXXXX")
@@ -47,9 +47,11 @@ for name in ${FUZZ_ONLY:-agentdef message llm memory}; do
     agentdef) sources="$root/src/agents/agentdef.c $root/src/agents/agentdef_fix.c" ;;
     message) sources="$root/src/messaging/message.c" ;;
     llm) sources="$root/src/llm/openai.c $root/src/llm/anthropic.c $root/src/llm/ollama.c
-                  $root/src/llm/protocol.c" ;;
+                  $root/src/llm/protocol.c $root/src/llm/embeddings.c" ;;
+    # the store reaches remote embedders through the LLM client
     memory) sources="$root/src/memory/*.c $root/src/core/map.c $root/src/core/log.c
-                     $root/src/core/sha256.c" ;;
+                     $root/src/core/sha256.c $root/src/llm/*.c $root/src/core/curl_safety.c
+                     $root/src/core/config.c" ;;
   esac
   echo "fuzz: building $binary"
   # shellcheck disable=SC2086 # word splitting wanted

@@ -145,6 +145,10 @@ static void assert_defaults(const cx_config *cfg)
     assert_int_equal(cfg->messaging_default_reply_timeout_ms, 30000);
     assert_string_equal(cfg->memory_path, "/var/lib/caxton/data/memory.db");
     assert_string_equal(cfg->memory_embedder, "builtin");
+    assert_null(cfg->memory_embedding_provider);
+    assert_null(cfg->memory_embedding_model);
+    assert_int_equal(cfg->memory_embedding_batch, 64);
+    assert_int_equal(cfg->memory_embedding_cache, 1024);
     assert_int_equal(cfg->memory_cache_size, 64 * 1024 * 1024);
     assert_string_equal(cfg->memory_backups_dir, "/var/lib/caxton/backups");
     assert_int_equal(cfg->memory_backups_keep, 7);
@@ -229,6 +233,7 @@ static const char *full_example =
     "memory:\n"
     "  path: /srv/mem.db\n"
     "  embedder: openai\n"
+    "  embedding: { model: text-embedding-3-small, batch: 32, cache: 500 }\n"
     "  cache_size: 1GB\n"
     "  backups: { dir: /srv/backups, keep: 3, every: 12h }\n"
     "llm:\n"
@@ -263,9 +268,7 @@ static void test_full_example_loads(void **state)
     config_diag diag;
     cx_error err;
     assert_int_equal(load_text(state, text, envp, &cfg, &diag, &err), 0);
-    /* the one warning: the openai embedder is not available yet */
-    assert_int_equal(diag.warning_count, 1);
-    assert_non_null(strstr(diag.warnings[0], "builtin lexical embedder"));
+    assert_int_equal(diag.warning_count, 0);
     assert_string_equal(cfg->data_dir, "/srv/caxton");
     assert_string_equal(cfg->log_dir, "/srv/log");
     assert_int_equal(cfg->shutdown_timeout_ms, 20000);
@@ -286,6 +289,10 @@ static void test_full_example_loads(void **state)
     assert_int_equal(cfg->messaging_default_reply_timeout_ms, 500);
     assert_string_equal(cfg->memory_path, "/srv/mem.db");
     assert_string_equal(cfg->memory_embedder, "openai");
+    assert_string_equal(cfg->memory_embedding_model, "text-embedding-3-small");
+    assert_null(cfg->memory_embedding_provider);
+    assert_int_equal(cfg->memory_embedding_batch, 32);
+    assert_int_equal(cfg->memory_embedding_cache, 500);
     assert_int_equal(cfg->memory_cache_size, 1024 * 1024 * 1024);
     assert_string_equal(cfg->memory_backups_dir, "/srv/backups");
     assert_int_equal(cfg->memory_backups_keep, 3);
@@ -516,6 +523,11 @@ static void test_out_of_range_values(void **state)
         {"memory: {embedder: opneai}",
          "1:20: memory.embedder: expected one of builtin, openai, ollama, got \"opneai\"; did you "
          "mean 'openai'?"},
+        {"memory: {embedding: {batch: 513}}",
+         "1:29: memory.embedding.batch: expected an integer from 1 to 512, got \"513\""},
+        {"memory: {embedding: {model: \"a\\tb\"}}",
+         "1:29: memory.embedding.model: expected 1 to 256 printable characters, got \"a\\tb\" "
+         "(control characters are not allowed)"},
         {"logging: {level: verbose}",
          "1:18: logging.level: expected one of debug, info, warn, error, got \"verbose\""},
         {"agents: {hot_reload: maybe}",

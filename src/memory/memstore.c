@@ -1948,15 +1948,34 @@ static int cand_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* An FTS5 query that matches any of the words, each quoted so no user text
- * is read as FTS syntax. */
-static char *fts_query(const char *text)
+#define FTS_WORDS_MAX 32
+#define FTS_WORD_MAX 64
+
+/* How many entities hold `word` (lower-cased ASCII; -1 when unknown, e.g.
+ * a word the tokenizer folds differently). */
+static int64_t term_docs(memstore *ms, const char *word)
 {
-    strbuf sb;
-    strbuf_init(&sb);
-    size_t words = 0;
+    sqlite3_stmt *st = prep(ms, "SELECT doc FROM entities_fts_vocab WHERE term = ?", NULL);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, word, -1, SQLITE_STATIC);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* An FTS5 query that matches any of the words, each quoted so no user text
+ * is read as FTS syntax. Words held by over half of the entities are left
+ * out when rarer ones remain: BM25 gives them no weight (their IDF is not
+ * above zero), yet ORed in they make FTS5 score most of the table; a query
+ * of only common words keeps them all. */
+static char *fts_query(memstore *ms, const char *text)
+{
+    char words[FTS_WORDS_MAX][FTS_WORD_MAX + 1];
+    int64_t docs[FTS_WORDS_MAX];
+    size_t n = 0;
     const unsigned char *p = (const unsigned char *)text;
-    while (*p && words < 32) {
+    while (*p && n < FTS_WORDS_MAX) {
         while (*p && !(isalnum(*p) || *p >= 0x80))
             p++;
         const unsigned char *start = p;
@@ -1964,15 +1983,29 @@ static char *fts_query(const char *text)
             p++;
         if (p > start) {
             size_t len = (size_t)(p - start);
-            if (len > 64)
-                len = 64;
-            strbuf_appendf(&sb, "%s\"%.*s\"", words ? " OR " : "", (int)len, (const char *)start);
-            words++;
+            if (len > FTS_WORD_MAX)
+                len = FTS_WORD_MAX;
+            for (size_t i = 0; i < len; i++)
+                words[n][i] = (char)tolower(start[i]);
+            words[n][len] = '\0';
+            n++;
         }
     }
-    if (!words) {
-        strbuf_free(&sb);
+    if (!n)
         return NULL;
+    int64_t total = (int64_t)vindex_count(ms->vi);
+    size_t rare = 0;
+    for (size_t i = 0; i < n; i++) {
+        docs[i] = n > 1 && total > 0 ? term_docs(ms, words[i]) : -1;
+        rare += docs[i] < 0 || docs[i] * 2 <= total;
+    }
+    strbuf sb;
+    strbuf_init(&sb);
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rare && docs[i] >= 0 && docs[i] * 2 > total)
+            continue;
+        strbuf_appendf(&sb, "%s\"%s\"", used++ ? " OR " : "", words[i]);
     }
     return strbuf_detach(&sb);
 }
@@ -2137,7 +2170,7 @@ int mem_search_run(memstore *ms, const mem_caller *c, const mem_search_query *q,
             n++;
         }
     }
-    char *fq = !rc && (q->mode != MEM_SEARCH_VECTOR || !vector_used) ? fts_query(q->text) : NULL;
+    char *fq = !rc && (q->mode != MEM_SEARCH_VECTOR || !vector_used) ? fts_query(ms, q->text) : NULL;
     if (fq) {
         strbuf sql;
         strbuf_init(&sql);

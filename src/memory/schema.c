@@ -56,6 +56,9 @@ const char *const memstore_migrations[] = {
     "  vector BLOB NOT NULL);"
     /* rowid = entities.id; kept in step by the store */
     "CREATE VIRTUAL TABLE entities_fts USING fts5(name, type, body, tokenize='unicode61');"
+    /* how many entities hold each term: lets a search leave out the words
+     * too common to rank anything (see fts_query in memstore.c) */
+    "CREATE VIRTUAL TABLE entities_fts_vocab USING fts5vocab(entities_fts, 'row');"
     "CREATE TABLE scope_violations ("
     "  id INTEGER PRIMARY KEY,"
     "  at INTEGER NOT NULL,"

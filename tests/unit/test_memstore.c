@@ -329,6 +329,39 @@ static void test_search_filters_and_graph(void **state)
     memstore_close(ms);
 }
 
+/* Words held by most entities carry no BM25 weight: a query keeps only its
+ * rarer words, unless all of its words are common. */
+static void test_common_words_left_out(void **state)
+{
+    (void)state;
+    memstore *ms = open_store(0);
+    cx_error err = {0};
+    for (int i = 0; i < 10; i++) {
+        json_t *req = json_pack("{s:s, s:s, s:[s]}", "scope", "global", "name",
+                                i == 7 ? "target" : "filler", "observations",
+                                i == 7 ? "the shared word and a zeppelin" : "the shared word");
+        if (i != 7)
+            json_object_set_new(req, "name", json_sprintf("filler %d", i));
+        json_t *o = NULL;
+        assert_int_equal(memstore_entity_put(ms, &operator_caller, req, &o, &err), 0);
+        json_decref(o);
+        json_decref(req);
+    }
+    json_t *o = NULL;
+    mem_search_query q = {.text = "the shared zeppelin", .limit = 10, .mode = MEM_SEARCH_TEXT};
+    assert_int_equal(memstore_search(ms, &operator_caller, &q, &o, &err), 0);
+    json_t *res = json_object_get(o, "results");
+    assert_int_equal(json_array_size(res), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 0), "name")),
+                        "target");
+    json_decref(o);
+    q.text = "the shared word";
+    assert_int_equal(memstore_search(ms, &operator_caller, &q, &o, &err), 0);
+    assert_int_equal(json_array_size(json_object_get(o, "results")), 10);
+    json_decref(o);
+    memstore_close(ms);
+}
+
 static void test_limits(void **state)
 {
     (void)state;
@@ -462,6 +495,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scope_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_filters_and_graph, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_common_words_left_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_observations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_derived_indexes_heal_at_open, setup, teardown),

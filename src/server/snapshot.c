@@ -121,6 +121,13 @@ static void render_memory(app *a, strbuf *sb, health_result *h)
         h->status = APP_HEALTH_WARN;
         snprintf(h->detail, sizeof h->detail, "memory database at %.0f%% of memory.max_size",
                  100.0 * (double)(st.db_bytes + st.wal_bytes) / (double)st.max_size);
+    } else if (st.embedder_remote && st.embeddings_waiting > 0 && st.embed_last_error[0]) {
+        /* the embedder is failing: new memories are found by text only */
+        h->status = APP_HEALTH_WARN;
+        snprintf(h->detail, sizeof h->detail, "%lld entities wait for their vectors from %.40s: "
+                 "%.120s",
+                 (long long)st.embeddings_waiting, st.embedder ? st.embedder : "the embedder",
+                 st.embed_last_error);
     } else {
         h->status = APP_HEALTH_OK;
         snprintf(h->detail, sizeof h->detail, "%lld entities, %lld relations, %lld vectors",

@@ -1280,6 +1280,28 @@ static int call_legs_build(llm_call *call, const llm_client *c, const llm_reques
     return 0;
 }
 
+/* Registers a built call with the client and queues it for its provider. */
+static llm_call *call_register(llm_client *c, llm_call *call, provider *p, llm_done_fn done,
+                              void *arg, uint64_t deadline_ms)
+{
+    call->client = c;
+    call->done = done;
+    call->arg = arg;
+    call->start_ms = now_ms();
+    call->deadline_ms = deadline_ms;
+    strbuf_init(&call->response);
+    uv_timer_init(c->loop, &call->timer);
+    call->timer.data = call;
+    c->open_handles++;
+    call->next = c->calls;
+    if (c->calls)
+        c->calls->prev = call;
+    c->calls = call;
+    p->requests++;
+    call_admit(call, false);
+    return call;
+}
+
 llm_call *llm_chat(llm_client *c, const llm_request *req, llm_done_fn done, void *arg,
                    cx_error *err)
 {
@@ -1309,22 +1331,7 @@ llm_call *llm_chat(llm_client *c, const llm_request *req, llm_done_fn done, void
         free(call);
         return NULL;
     }
-    call->client = c;
-    call->done = done;
-    call->arg = arg;
-    call->start_ms = now_ms();
-    call->deadline_ms = req->deadline_ms;
-    strbuf_init(&call->response);
-    uv_timer_init(c->loop, &call->timer);
-    call->timer.data = call;
-    c->open_handles++;
-    call->next = c->calls;
-    if (c->calls)
-        c->calls->prev = call;
-    c->calls = call;
-    p->requests++;
-    call_admit(call, false);
-    return call;
+    return call_register(c, call, p, done, arg, req->deadline_ms);
 }
 
 /* ---- Embeddings ------------------------------------------------------------------------------ */
@@ -1415,22 +1422,7 @@ llm_call *llm_embed(llm_client *c, const llm_embed_request *req, llm_done_fn don
         free(call);
         return NULL;
     }
-    call->client = c;
-    call->done = done;
-    call->arg = arg;
-    call->start_ms = now_ms();
-    call->deadline_ms = req->deadline_ms;
-    strbuf_init(&call->response);
-    uv_timer_init(c->loop, &call->timer);
-    call->timer.data = call;
-    c->open_handles++;
-    call->next = c->calls;
-    if (c->calls)
-        c->calls->prev = call;
-    c->calls = call;
-    p->requests++;
-    call_admit(call, false);
-    return call;
+    return call_register(c, call, p, done, arg, req->deadline_ms);
 }
 
 void llm_call_cancel(llm_call *call)

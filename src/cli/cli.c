@@ -304,7 +304,7 @@ static const cli_flag flag_cache_size = {"size", CLI_TEXT, "SIZE|+SIZE|-SIZE", N
 static const cli_flag flag_search_scope = {"scope", CLI_TEXT, "SCOPE", NULL, false,
                                            "Only this scope: global, agent:NAME, workspace:NAME"};
 static const cli_flag flag_search_limit = {"limit", CLI_TEXT, "N", NULL, false,
-                                           "At most N results (default 10)"};
+                                           "At most N results, 1 to 100 (default 10)"};
 static const cli_flag flag_types = {"types", CLI_TEXT, "A,B", NULL, false,
                                     "Only entities of these types"};
 static const cli_flag flag_min_score = {"min-score", CLI_TEXT, "X", NULL, false,

@@ -36,7 +36,7 @@
 #define GRAPH_PREFIX "/api/v1/memory/graph/"
 #define PROBE_TIMEOUT_MS 2000u
 #define PRINT_MAX_DEPTH 4      /* nested objects shown as lines; deeper ones as JSON */
-#define SEARCH_MAX_LIMIT 1000
+#define SEARCH_MAX_LIMIT 100     /* the server's MEM_SEARCH_LIMIT_MAX */
 #define GRAPH_MAX_DEPTH 5
 #define MAX_OBSERVATIONS 1000  /* per store, as the server takes them */
 #define SNIPPET_MAX 80         /* bytes of an observation in the search table */

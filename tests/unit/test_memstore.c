@@ -390,8 +390,8 @@ static void test_many_observations(void **state)
     (void)state;
     memstore *ms = open_store(0);
     cx_error err = {0};
-    /* 20 writes of 1000 observations on one entity: bounded work per write */
-    for (int w = 0; w < 20; w++) {
+    /* 100 writes of 1000 observations: 100,000 on one entity, bounded work per write */
+    for (int w = 0; w < 100; w++) {
         json_t *obs = json_array();
         for (int i = 0; i < 1000; i++)
             json_array_append_new(obs, json_sprintf("fact %d of batch %d", i, w));
@@ -406,7 +406,7 @@ static void test_many_observations(void **state)
     assert_int_equal(memstore_entity_get(ms, &operator_caller, "global", "big", false, 50, &o,
                                          &err),
                      0);
-    assert_int_equal(json_integer_value(json_object_get(o, "observation_count")), 20000);
+    assert_int_equal(json_integer_value(json_object_get(o, "observation_count")), 100000);
     assert_int_equal(json_array_size(json_object_get(o, "observations")), 50);
     json_decref(o);
     /* over 1000 in one write is refused */

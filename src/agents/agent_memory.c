@@ -6,7 +6,11 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "agents/registry.h"
+#include "core/log.h"
 #include "core/util.h"
+
+#define RETENTION_BATCH 10000 /* entities deleted per agent and sweep */
 
 void agent_mem_caller(memstore *ms, const char *name, const agent_def *def, mem_caller *c,
                       char **owned)
@@ -218,4 +222,55 @@ char *agent_memory_tool_call(memstore *ms, const char *name, const agent_def *de
     json_decref(out);
     *is_error = false;
     return text ? text : str_dup("{}");
+}
+
+typedef struct retention_walk {
+    memstore *ms;
+    const char *only;
+    json_t *out;
+    cx_error *err;
+    int rc;
+} retention_walk;
+
+static int retention_one(agent *ag, void *arg)
+{
+    retention_walk *w = arg;
+    const agent_def *def = agent_definition(ag);
+    const char *name = agent_name(ag);
+    if (!def || !def->memory_enabled || !def->memory_retention_ms ||
+        (w->only && strcmp(w->only, name) != 0))
+        return 0;
+    uint64_t now = time_now_ms();
+    uint64_t cutoff = now > def->memory_retention_ms ? now - def->memory_retention_ms : 0;
+    int64_t deleted = 0;
+    int rc = memstore_apply_retention(w->ms, name, cutoff, RETENTION_BATCH, &deleted, w->err);
+    if (rc) {
+        w->rc = rc;
+        return 1;
+    }
+    json_object_set_new(w->out, name, json_integer(deleted));
+    if (deleted)
+        log_event(LOG_STREAM_AGENTS, LOG_INFO, "memory",
+                  json_pack("{s:s, s:I}", "agent", name, "deleted", (json_int_t)deleted),
+                  "memory.retention of %s: deleted %lld entities not updated for %llu days",
+                  name, (long long)deleted,
+                  (unsigned long long)(def->memory_retention_ms / 86400000u));
+    return 0;
+}
+
+json_t *agent_memory_retention(memstore *ms, struct registry *reg, const char *only,
+                               cx_error *err)
+{
+    retention_walk w = {.ms = ms, .only = only, .out = json_object(), .err = err};
+    if (!ms || !reg || !w.out) {
+        json_decref(w.out);
+        cx_error_set(err, CX_EUNAVAIL, "the memory system is not running");
+        return NULL;
+    }
+    registry_foreach(reg, retention_one, &w);
+    if (w.rc) {
+        json_decref(w.out);
+        return NULL;
+    }
+    return w.out;
 }

@@ -45,4 +45,10 @@ mem_search_req *agent_memory_search(memstore *ms, const char *name, const agent_
 char *agent_memory_search_text(int rc, const json_t *result, const cx_error *err,
                                bool *is_error);
 
+struct registry;
+/* Applies every memory-enabled agent's memory.retention (or only `agent`'s):
+ * {"agent": deleted, ...}; agents without a retention are left out. */
+json_t *agent_memory_retention(memstore *ms, struct registry *reg, const char *only,
+                               cx_error *err);
+
 #endif

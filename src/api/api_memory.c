@@ -879,15 +879,29 @@ void api_memory_operation(http_request *req, http_response *res)
     if (strcmp(op, "health-check") == 0 && json_string_value(json_object_get(args, "agent")) &&
         !(for_agent = agent_arg(req, res, args)))
         goto done;
+    /* cleanup applies memory.retention first, so a vacuum returns the space */
+    json_t *retention = NULL;
+    cx_error rerr = {0};
+    if (strcmp(op, "cleanup") == 0)
+        retention = agent_memory_retention(req->app->memory, req->app->agents,
+                                           json_string_value(json_object_get(args, "agent")),
+                                           &rerr);
     memops_ctx ctx;
     memops_ctx_for(req->app, &ctx, req->who.name);
     json_t *result = NULL;
     cx_error err = {0};
     if (memops_run(&ctx, op, args, &result, &err) != 0 || !result) {
+        json_decref(retention);
         json_decref(result);
         reply_mem_error(res, req, &err);
         goto done;
     }
+    if (strcmp(op, "cleanup") == 0)
+        json_object_set_new(result, "retention",
+                            retention ? json_pack("{s:o, s:s}", "deleted_by_agent", retention,
+                                                  "rule", "entities an agent created and nobody "
+                                                  "updated within its memory.retention")
+                                      : json_sprintf("not applied: %s", rerr.msg));
     if (for_agent) {
         json_t *scope = agent_scope_json(req, for_agent);
         if (json_is_false(json_object_get(scope, "enabled"))) {

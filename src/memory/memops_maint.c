@@ -396,8 +396,9 @@ int memops_op_cleanup(const memops_ctx *ctx, const json_t *args, json_t *res, cx
     if (vacuum)
         cleanup_vacuum(ctx, res);
     json_object_set_new(res, "retention",
-                        json_string("skipped: it needs the agents' memory.retention settings, "
-                                    "which the running server applies"));
+                        json_string("skipped offline: it needs the agents' memory.retention "
+                                    "settings; the running server applies them every hour and "
+                                    "at each cleanup"));
     return 0;
 }
 

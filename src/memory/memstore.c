@@ -1833,6 +1833,50 @@ int memstore_entity_delete(memstore *ms, const mem_caller *c, const char *scope,
     return 0;
 }
 
+int memstore_apply_retention(memstore *ms, const char *agent, uint64_t cutoff_ms, size_t max,
+                             int64_t *deleted, cx_error *err)
+{
+    *deleted = 0;
+    if (!ms->db)
+        return unavailable(ms, err);
+    sqlite3_stmt *st = prep(ms,
+                            "SELECT id FROM entities WHERE created_by = ? AND updated_at < ? "
+                            "ORDER BY updated_at LIMIT ?",
+                            err);
+    if (!st)
+        return CX_EIO;
+    sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)cutoff_ms);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+    int64_t *ids = calloc(max ? max : 1, sizeof *ids);
+    size_t n = 0;
+    while (ids && n < max && sqlite3_step(st) == SQLITE_ROW)
+        ids[n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (!ids)
+        return cx_error_set(err, CX_ENOMEM, "out of memory applying memory.retention");
+    int rc = n ? exec(ms, "BEGIN IMMEDIATE", err) : 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DELETE FROM entities_fts WHERE rowid = %lld; DELETE FROM "
+                 "entities WHERE id = %lld", (long long)ids[i], (long long)ids[i]);
+        rc = exec(ms, sql, err);
+    }
+    if (n)
+        rc = rc ? (rollback(ms), rc) : exec(ms, "COMMIT", err);
+    if (rc) {
+        rollback(ms);
+        ms->st.write_errors++;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            vindex_remove(ms->vi, ids[i]);
+        *deleted = (int64_t)n;
+        ms->st.writes += n;
+    }
+    free(ids);
+    return rc;
+}
+
 /* --------------------------------------------------------------- relations */
 
 static int check_relation_type(const json_t *v, const char **out, cx_error *err)

@@ -150,6 +150,12 @@ int memstore_entity_get(memstore *ms, const mem_caller *c, const char *scope, co
                         bool history, size_t obs_limit, json_t **out, cx_error *err);
 int memstore_entity_delete(memstore *ms, const mem_caller *c, const char *scope,
                            const char *name, cx_error *err);
+/* memory.retention: deletes the entities `agent` created that nobody has
+ * updated since cutoff_ms (at most `max` per call, oldest first; their
+ * observations, versions, relations and vectors go with them). *deleted gets
+ * how many. */
+int memstore_apply_retention(memstore *ms, const char *agent, uint64_t cutoff_ms, size_t max,
+                             int64_t *deleted, cx_error *err);
 /* Relations: {scope?, from, to, type, strength?, to_scope?}. `to` lives in
  * the same scope or (to_scope "global") in global. */
 int memstore_relation_put(memstore *ms, const mem_caller *c, const json_t *req, json_t **out,

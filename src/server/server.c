@@ -23,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "agents/agent_memory.h"
 #include "agents/registry.h"
 #include "api/auth.h"
 #include "api/http.h"
@@ -41,6 +42,8 @@
 #include "server/snapshot.h"
 
 #define HEARTBEAT_MS 1000
+#define RETENTION_FIRST_MS (60u * 1000u)        /* after start, once agents are loaded */
+#define RETENTION_EVERY_MS (60u * 60u * 1000u)
 #define DRAIN_POLL_MS 25
 
 extern char **environ;
@@ -50,7 +53,7 @@ typedef struct server {
     config_flags flags;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sighup;
-    uv_timer_t heartbeat, drain, backup;
+    uv_timer_t heartbeat, drain, backup, retention;
     http_server *http;
     int lock_fd;
     uint64_t drain_deadline_ms; /* monotonic */
@@ -239,6 +242,7 @@ static void finish_shutdown(server *s)
     close_handle((uv_handle_t *)&s->drain);
     close_handle((uv_handle_t *)&s->heartbeat);
     close_handle((uv_handle_t *)&s->backup);
+    close_handle((uv_handle_t *)&s->retention);
     close_handle((uv_handle_t *)&s->sigterm);
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sighup);
@@ -425,8 +429,9 @@ static int start_loop_handles(server *s, cx_error *err)
     uv_timer_init(&s->loop, &s->heartbeat);
     uv_timer_init(&s->loop, &s->drain);
     uv_timer_init(&s->loop, &s->backup);
+    uv_timer_init(&s->loop, &s->retention);
     s->sigterm.data = s->sigint.data = s->sighup.data = s;
-    s->heartbeat.data = s->drain.data = s->backup.data = s;
+    s->heartbeat.data = s->drain.data = s->backup.data = s->retention.data = s;
     uv_signal_start(&s->sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s->sighup, on_sighup, SIGHUP);
@@ -460,6 +465,21 @@ static void on_backup_timer(uv_timer_t *timer)
         log_info("memory", "scheduled memory backup written to %s",
                  json_string_value(json_object_get(result, "path")) ?: "?");
     json_decref(result);
+}
+
+/* The agents' memory.retention, applied every RETENTION_EVERY_MS (and by
+ * caxton memory cleanup). */
+static void on_retention_timer(uv_timer_t *timer)
+{
+    server *s = timer->data;
+    app *a = &s->app;
+    if (a->stopping || !a->memory || !memstore_available(a->memory))
+        return;
+    cx_error err = {0};
+    json_t *done = agent_memory_retention(a->memory, a->agents, NULL, &err);
+    if (!done)
+        log_error("memory", "memory.retention not applied: %s", err.msg);
+    json_decref(done);
 }
 
 static void warn_tls_expiry(int64_t expires_at)
@@ -545,6 +565,7 @@ static int start_agents(server *s, cx_error *err)
         router_recover(a->router, err) < 0 || snapshot_init() < 0)
         return err->code ? err->code : CX_EINTERNAL;
     snapshot_take(a);
+    uv_timer_start(&s->retention, on_retention_timer, RETENTION_FIRST_MS, RETENTION_EVERY_MS);
     if (a->config->memory_backups_every_ms && a->config->memory_backups_keep > 0)
         uv_timer_start(&s->backup, on_backup_timer, a->config->memory_backups_every_ms,
                        a->config->memory_backups_every_ms);

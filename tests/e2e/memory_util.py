@@ -22,7 +22,7 @@ WAIT_S = 10.0
 
 
 def memory_section(enabled=True, scope=None, workspace=None, global_write=None,
-                   max_entries=None):
+                   max_entries=None, retention=None):
     """The `memory:` lines of an agent file (only the settings given)."""
     lines = ["memory:", f"  enabled: {'true' if enabled else 'false'}"]
     if scope is not None:
@@ -33,6 +33,8 @@ def memory_section(enabled=True, scope=None, workspace=None, global_write=None,
         lines.append(f"  global_write: {'true' if global_write else 'false'}")
     if max_entries is not None:
         lines.append(f"  max_entries: {max_entries}")
+    if retention is not None:
+        lines.append(f"  retention: {retention}")
     return "\n".join(lines)
 
 

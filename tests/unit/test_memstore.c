@@ -385,6 +385,46 @@ static void test_limits(void **state)
     memstore_close(ms);
 }
 
+static void test_retention(void **state)
+{
+    (void)state;
+    memstore *ms = open_store(0);
+    cx_error err = {0};
+    mem_caller a = agent_caller("alice", MEM_SCOPE_AGENT, "default");
+    for (int i = 0; i < 5; i++) {
+        char body[96];
+        snprintf(body, sizeof body, "{\"name\":\"fact %d\",\"observations\":[\"x\"]}", i);
+        assert_int_equal(put(ms, &a, body, NULL, &err), 0);
+    }
+    assert_int_equal(put(ms, &operator_caller, "{\"scope\":\"agent:alice\",\"name\":\"op\"}",
+                         NULL, &err),
+                     0);
+    /* three of alice's facts (and the operator's) last changed long ago */
+    assert_int_equal(sqlite3_exec(memstore_sqlite(ms),
+                                  "UPDATE entities SET updated_at = 1000 WHERE name IN "
+                                  "('fact 0', 'fact 1', 'fact 2', 'op')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    int64_t deleted = -1;
+    assert_int_equal(memstore_apply_retention(ms, "alice", 5000, 2, &deleted, &err), 0);
+    assert_int_equal(deleted, 2); /* at most max per call */
+    assert_int_equal(memstore_apply_retention(ms, "alice", 5000, 100, &deleted, &err), 0);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(memstore_apply_retention(ms, "alice", 5000, 100, &deleted, &err), 0);
+    assert_int_equal(deleted, 0);
+    json_t *o = NULL;
+    assert_int_equal(memstore_entity_get(ms, &a, "agent:alice", "fact 1", false, 1, &o, &err),
+                     CX_ENOTFOUND);
+    assert_int_equal(memstore_entity_get(ms, &a, "agent:alice", "fact 4", false, 1, &o, &err), 0);
+    json_decref(o);
+    assert_int_equal(memstore_entity_get(ms, &a, "agent:alice", "op", false, 1, &o, &err), 0);
+    json_decref(o);
+    memstore_stats st;
+    memstore_get_stats(ms, &st);
+    assert_int_equal(st.vectors, 3);
+    memstore_close(ms);
+}
+
 static void test_many_observations(void **state)
 {
     (void)state;
@@ -497,6 +537,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_search_filters_and_graph, setup, teardown),
         cmocka_unit_test_setup_teardown(test_common_words_left_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_observations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_derived_indexes_heal_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_file_is_unavailable, setup, teardown),

@@ -441,30 +441,76 @@ static int start_loop_handles(server *s, cx_error *err)
 }
 
 /* memory.backups.every: an online backup of the memory database, keeping
- * memory.backups.keep of them. */
+ * memory.backups.keep of them. It runs on a libuv worker thread with its own
+ * read connection (WAL lets it read a consistent snapshot while the loop
+ * goes on writing), so a large database does not hold the loop; stop()
+ * lets a running one finish. */
+typedef struct backup_job {
+    uv_work_t req;
+    char *db_path, *backups_dir;
+    int64_t keep;
+    json_t *result;
+    cx_error err;
+} backup_job;
+
+static bool backup_running;
+
+static void backup_work(uv_work_t *req)
+{
+    backup_job *j = req->data;
+    memops_ctx ctx = {
+        .db_path = j->db_path,
+        .backups_dir = j->backups_dir,
+        .keep = j->keep,
+        .store = NULL, /* the file, through a connection of this thread */
+        .actor = "scheduler",
+    };
+    memops_backup(&ctx, "scheduled", &j->result, &j->err);
+}
+
+static void backup_done(uv_work_t *req, int status)
+{
+    backup_job *j = req->data;
+    if (status != 0 || !json_is_true(json_object_get(j->result, "ok")))
+        log_error("memory", "scheduled memory backup failed: %s",
+                  j->err.msg[0] ? j->err.msg
+                                : json_string_value(json_array_get(
+                                      json_object_get(j->result, "problems"), 0)) ?: "unknown");
+    else
+        log_info("memory", "scheduled memory backup written to %s",
+                 json_string_value(json_object_get(j->result, "path")) ?: "?");
+    json_decref(j->result);
+    free(j->db_path);
+    free(j->backups_dir);
+    free(j);
+    backup_running = false;
+}
+
 static void on_backup_timer(uv_timer_t *timer)
 {
     server *s = timer->data;
     app *a = &s->app;
-    if (a->stopping || !a->memory || !memstore_available(a->memory))
+    if (backup_running || a->stopping || !a->memory || !memstore_available(a->memory))
         return;
-    memops_ctx ctx = {
-        .db_path = a->config->memory_path,
-        .backups_dir = a->config->memory_backups_dir,
-        .keep = a->config->memory_backups_keep,
-        .store = a->memory,
-        .actor = "scheduler",
-    };
-    json_t *result = NULL;
-    cx_error err = {0};
-    if (memops_backup(&ctx, "scheduled", &result, &err) != 0 ||
-        !json_is_true(json_object_get(result, "ok")))
-        log_error("memory", "scheduled memory backup failed: %s",
-                  err.msg[0] ? err.msg : "see caxton memory backup");
-    else
-        log_info("memory", "scheduled memory backup written to %s",
-                 json_string_value(json_object_get(result, "path")) ?: "?");
-    json_decref(result);
+    backup_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->db_path = str_dup(a->config->memory_path)) ||
+        !(j->backups_dir = str_dup(a->config->memory_backups_dir))) {
+        if (j)
+            free(j->db_path);
+        free(j);
+        log_error("memory", "scheduled memory backup skipped: out of memory");
+        return;
+    }
+    j->keep = a->config->memory_backups_keep;
+    j->req.data = j;
+    if (uv_queue_work(&s->loop, &j->req, backup_work, backup_done) != 0) {
+        free(j->db_path);
+        free(j->backups_dir);
+        free(j);
+        log_error("memory", "scheduled memory backup skipped: no worker thread");
+        return;
+    }
+    backup_running = true;
 }
 
 /* The agents' memory.retention, applied every RETENTION_EVERY_MS (and by

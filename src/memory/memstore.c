@@ -1443,64 +1443,68 @@ static int add_version(memstore *ms, int64_t id, int64_t version, const char *ty
 }
 
 /* Appends the observations not already standing; returns how many were new,
- * or a negative code. */
+ * or a negative code. The two statements are prepared once per write: a
+ * write may carry up to MEM_OBSERVATIONS_PER_WRITE of them. */
 static int add_observations(memstore *ms, int64_t id, const json_t *obs, uint64_t now,
                             cx_error *err)
 {
+    sqlite3_stmt *seen = prep(ms,
+                              "SELECT 1 FROM observations WHERE entity_id = ? AND text = ? AND "
+                              "removed_at IS NULL LIMIT 1",
+                              err);
+    sqlite3_stmt *ins =
+        seen ? prep(ms, "INSERT INTO observations(entity_id, text, created_at) VALUES (?, ?, ?)",
+                    err)
+             : NULL;
+    int added = ins ? 0 : CX_EIO;
     size_t i;
     json_t *v;
-    int added = 0;
     json_array_foreach(obs, i, v) {
+        if (added < 0)
+            break;
         const char *text = json_string_value(v);
-        sqlite3_stmt *st = prep(ms,
-                                "SELECT 1 FROM observations WHERE entity_id = ? AND text = ? AND "
-                                "removed_at IS NULL LIMIT 1",
-                                err);
-        if (!st)
-            return CX_EIO;
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-        bool exists = sqlite3_step(st) == SQLITE_ROW;
-        sqlite3_finalize(st);
-        if (exists)
+        sqlite3_reset(seen);
+        sqlite3_bind_int64(seen, 1, id);
+        sqlite3_bind_text(seen, 2, text, -1, SQLITE_STATIC);
+        if (sqlite3_step(seen) == SQLITE_ROW)
             continue;
-        st = prep(ms, "INSERT INTO observations(entity_id, text, created_at) VALUES (?, ?, ?)", err);
-        if (!st)
-            return CX_EIO;
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)now);
-        int rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE)
-            return sql_fail(ms, err, "storing an observation");
-        added++;
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, id);
+        sqlite3_bind_text(ins, 2, text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 3, (sqlite3_int64)now);
+        if (sqlite3_step(ins) != SQLITE_DONE)
+            added = sql_fail(ms, err, "storing an observation");
+        else
+            added++;
     }
+    sqlite3_finalize(seen);
+    sqlite3_finalize(ins);
     return added;
 }
 
 static int remove_observations(memstore *ms, int64_t id, const json_t *obs, uint64_t now,
                                cx_error *err)
 {
+    sqlite3_stmt *st = prep(ms,
+                            "UPDATE observations SET removed_at = ? WHERE entity_id = ? AND "
+                            "text = ? AND removed_at IS NULL",
+                            err);
+    int removed = st ? 0 : CX_EIO;
     size_t i;
     json_t *v;
-    int removed = 0;
     json_array_foreach(obs, i, v) {
-        sqlite3_stmt *st = prep(ms,
-                                "UPDATE observations SET removed_at = ? WHERE entity_id = ? AND "
-                                "text = ? AND removed_at IS NULL",
-                                err);
-        if (!st)
-            return CX_EIO;
+        if (removed < 0)
+            break;
+        sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
         sqlite3_bind_int64(st, 2, id);
         sqlite3_bind_text(st, 3, json_string_value(v), -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE)
-            return sql_fail(ms, err, "removing an observation");
-        removed += sqlite3_changes(ms->db);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            removed = sql_fail(ms, err, "removing an observation");
+        else
+            removed += sqlite3_changes(ms->db);
     }
+    sqlite3_finalize(st);
     return removed;
 }
 

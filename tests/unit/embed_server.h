@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "http_test_io.h"
 
 #define ESRV_REQUEST_MAX (1024 * 1024)
 
@@ -79,49 +80,13 @@ static void esrv_vector(const char *text, size_t dim, float *out)
     out[0] += 0.01f; /* never the zero vector */
 }
 
-static void esrv_send_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n <= 0)
-            return;
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-static bool esrv_read(int fd, char *buf, size_t size, size_t *len, char **body)
-{
-    *len = 0;
-    size_t need = 0;
-    while (*len < size - 1) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 5000) <= 0)
-            return false;
-        ssize_t n = recv(fd, buf + *len, size - 1 - *len, 0);
-        if (n <= 0)
-            return false;
-        *len += (size_t)n;
-        buf[*len] = '\0';
-        char *end = strstr(buf, "\r\n\r\n");
-        if (end && need == 0) {
-            char *cl = strcasestr(buf, "\r\ncontent-length:");
-            need = (size_t)(end + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
-            *body = end + 4;
-        }
-        if (need && *len >= need)
-            return true;
-    }
-    return false;
-}
-
 static void esrv_reply(int fd, int status, const char *body)
 {
     char head[256];
     snprintf(head, sizeof head, "HTTP/1.1 %d Scripted\r\nContent-Type: application/json\r\n"
              "Content-Length: %zu\r\nConnection: close\r\n\r\n", status, strlen(body));
-    esrv_send_all(fd, head, strlen(head));
-    esrv_send_all(fd, body, strlen(body));
+    http_test_send_all(fd, head, strlen(head));
+    http_test_send_all(fd, body, strlen(body));
 }
 
 /* The answer for the texts, in the shape of the path. */
@@ -182,7 +147,7 @@ static void *esrv_worker(void *arg)
     char *buf = malloc(ESRV_REQUEST_MAX);
     size_t len = 0;
     char *body = NULL;
-    if (buf && esrv_read(fd, buf, ESRV_REQUEST_MAX, &len, &body)) {
+    if (buf && http_test_read_request(fd, buf, ESRV_REQUEST_MAX, &len, &body)) {
         json_t *req = body ? json_loads(body, 0, NULL) : NULL;
         const json_t *input = json_object_get(req, "input");
         bool ollama = strstr(buf, "POST /api/embed ") == buf;

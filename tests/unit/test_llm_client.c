@@ -24,6 +24,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "http_test_io.h"
 #include <uv.h>
 
 #include "core/log.h"
@@ -72,43 +73,6 @@ typedef struct worker_arg {
 
 static uint64_t now_ms(void) { return time_monotonic_ns() / 1000000u; }
 
-static void send_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n <= 0)
-            return;
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-/* Reads one request (headers and a Content-Length body); false if the
- * client left first. */
-static bool read_request(int fd, char *buf, size_t size, size_t *len)
-{
-    *len = 0;
-    size_t need = 0;
-    while (*len < size - 1) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 5000) <= 0)
-            return false;
-        ssize_t n = recv(fd, buf + *len, size - 1 - *len, 0);
-        if (n <= 0)
-            return false;
-        *len += (size_t)n;
-        buf[*len] = '\0';
-        char *end = strstr(buf, "\r\n\r\n");
-        if (end && need == 0) {
-            char *cl = strcasestr(buf, "\r\ncontent-length:");
-            need = (size_t)(end + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
-        }
-        if (need && *len >= need)
-            return true;
-    }
-    return false;
-}
-
 /* Waits ms, or less when the client hangs up; true if it did. */
 static bool wait_or_hang_up(int fd, unsigned ms)
 {
@@ -133,7 +97,7 @@ static void send_huge(int fd, const step *st)
     else
         snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                  "Content-Length: %zu\r\nConnection: close\r\n\r\n", st->huge);
-    send_all(fd, head, strlen(head));
+    http_test_send_all(fd, head, strlen(head));
     static char chunk[65536];
     memset(chunk, ' ', sizeof chunk);
     for (size_t sent = 0; sent < st->huge; sent += sizeof chunk) {
@@ -150,8 +114,8 @@ static void answer(int fd, const step *st)
     snprintf(head, sizeof head, "HTTP/1.1 %d Scripted\r\nContent-Type: application/json\r\n"
              "Content-Length: %zu\r\nConnection: close\r\n%s\r\n",
              st->status ? st->status : 200, strlen(body), st->headers ? st->headers : "");
-    send_all(fd, head, strlen(head));
-    send_all(fd, body, strlen(body));
+    http_test_send_all(fd, head, strlen(head));
+    http_test_send_all(fd, body, strlen(body));
 }
 
 static void *worker_main(void *p)
@@ -162,7 +126,7 @@ static void *worker_main(void *p)
     free(w);
     char *buf = malloc(REQUEST_MAX);
     size_t len = 0;
-    if (!buf || !read_request(fd, buf, REQUEST_MAX, &len)) {
+    if (!buf || !http_test_read_request(fd, buf, REQUEST_MAX, &len, NULL)) {
         free(buf);
         close(fd);
         return NULL;
